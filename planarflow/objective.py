@@ -1,0 +1,76 @@
+"""The objective: reverse KL, i.e. the variational free energy (paper, eq. 15).
+
+    F(θ) = E_{z₀~q₀}[ log q_K(z_K) + β·U(z_K) ]
+         = E_{z₀~q₀}[ log q₀(z₀) − Σ_k logdet_k(z₀; θ) + β·U(z_K(z₀; θ)) ]
+
+With β = 1, KL(q_K ‖ p) = F(θ) + log Z ≥ 0, so F ≥ −log Z: the loss is bounded below by −log Z,
+which is negative whenever Z > 1 — a negative loss is correct, and the gap F + log Z is the KL.
+
+The estimate averages over a batch z₀⁽¹⁾..z₀⁽ᴺ⁾ drawn by the caller. As a function of (θ, z₀) it
+is deterministic — the reparameterisation trick — so its gradient is an exact derivative that
+central differences can check, and its expectation over z₀ is ∇F (the estimator is unbiased
+because the distribution of z₀ does not depend on θ).
+
+Upstream gradients for backprop, from the mean over N samples:
+    ∂L/∂z_K⁽ⁿ⁾ = β·∇U(z_K⁽ⁿ⁾)/N,     ∂L/∂logdet_k⁽ⁿ⁾ = −1/N   (the same for every layer k)
+"""
+
+import numpy as np
+
+from .flow import _flow_forward, flow_backward
+from .numerics import std_normal_log_density
+from .validation import as_float, check_params, check_points, check_target
+
+
+def energy_and_grad(target, z):
+    """U(z) (N,) and ∇U(z) (N, d) from any target, with one call when the target offers it."""
+    fn = getattr(target, "_energy_and_grad", None) or getattr(target, "energy_and_grad", None)
+    if fn is not None:
+        U, g = fn(z)
+    else:
+        U, g = target.energy(z), target.grad(z)
+    U, g = np.asarray(U, dtype=np.float64), np.asarray(g, dtype=np.float64)
+    if U.shape != z.shape[:1] or g.shape != z.shape:
+        raise ValueError(
+            f"target: expected energy(z) of shape {z.shape[:1]} and grad(z) of shape {z.shape} "
+            f"for z of shape {z.shape}, got {U.shape} and {g.shape}"
+        )
+    return U, g
+
+
+def reverse_kl(params, z0, target, beta=1.0):
+    """Monte-Carlo free energy over the batch z₀ and its exact gradient.
+
+    loss = (1/N) Σₙ [ log q₀(z₀⁽ⁿ⁾) − Σ_k logdet_k⁽ⁿ⁾ + β·U(z_K⁽ⁿ⁾) ]
+
+    A pure function of its arguments: the noise z₀ is an input, nothing random happens inside.
+
+    Parameters
+    ----------
+    params : dict  u (K, d), w (K, d), b (K,)
+    z0 : ndarray, shape (N, d)   samples of q₀ = N(0, I)
+    target : object with energy(z) (N,) and grad(z) (N, d)   (see planarflow.targets)
+    beta : float in (0, 1]   inverse temperature; 1 is the true objective
+
+    Returns
+    -------
+    loss : float
+    grads : dict with the keys and shapes of params
+    """
+    params, K, d = check_params(params)
+    z0 = check_points(z0, "z0", d)
+    check_target(target, dim=d)
+    beta = as_float(beta, "beta", low=0.0, high=1.0, low_open=True)
+    return _reverse_kl(params, z0, target, beta)
+
+
+def _reverse_kl(params, z0, target, beta):
+    """reverse_kl without the argument checks: the training loop's hot path."""
+    N = z0.shape[0]
+    zK, sum_logdet, caches = _flow_forward(params, z0)
+    U, gU = energy_and_grad(target, zK)
+    loss = float(np.mean(std_normal_log_density(z0) - sum_logdet + beta * U))
+    dzK = (beta / N) * gU                          # ∂L/∂z_K       (N, d)
+    dsum_logdet = np.full(N, -1.0 / N)             # ∂L/∂Σ logdet  (N,)
+    _, grads = flow_backward(dzK, dsum_logdet, caches)
+    return loss, grads

@@ -1,0 +1,46 @@
+"""A progress line every few seconds: rewritten in place on a terminal, plain lines otherwise."""
+
+import sys
+import time
+
+
+class Progress:
+    """Call ``update(text)`` as often as you like; it prints at most once per ``every`` seconds.
+
+    On a terminal the line is redrawn in place (carriage return); when the stream is a file or a
+    pipe each report is its own plain line, so logs stay readable. ``enabled=False`` is silent.
+    """
+
+    def __init__(self, enabled=True, every=3.0, stream=None):
+        self.enabled = bool(enabled)
+        self.every = every
+        self.stream = sys.stderr if stream is None else stream
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty and isatty())
+        self.start = time.perf_counter()
+        self.last = self.start
+        self.dirty = False
+
+    def elapsed(self):
+        return time.perf_counter() - self.start
+
+    def update(self, text, force=False):
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        if self.tty:
+            self.stream.write("\r" + text + "\033[K")
+            self.dirty = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self):
+        """End an in-place line so that what is printed next starts on a fresh line."""
+        if self.enabled and self.dirty:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.dirty = False

@@ -1,0 +1,228 @@
+"""Unnormalised target densities p(z) = exp(−U(z))/Z: the four energies of the paper's Table 1.
+
+    w₁(z) = sin(2π·z₁/4)
+    w₂(z) = 3·exp(−½((z₁ − 1)/0.6)²)
+    w₃(z) = 3·σ((z₁ − 1)/0.3)
+    U₁(z) = ½((‖z‖ − 2)/0.4)² − log(e^{−½((z₁−2)/0.6)²} + e^{−½((z₁+2)/0.6)²})
+    U₂(z) = ½((z₂ − w₁)/0.4)²
+    U₃(z) = −log(e^{−½((z₂−w₁)/0.35)²} + e^{−½((z₂−w₁+w₂)/0.35)²})
+    U₄(z) = −log(e^{−½((z₂−w₁)/0.4)²}  + e^{−½((z₂−w₁+w₃)/0.35)²})
+
+Each energy comes with its analytic gradient; every log of a sum is np.logaddexp.
+
+What a target is
+----------------
+Anywhere planarflow takes a ``target`` it accepts any object with
+
+    energy(z) -> ndarray (N,)      U at each row of z, shape (N, d)
+    grad(z)   -> ndarray (N, d)    ∇U at each row
+
+in any dimension d; a ``dim`` attribute, when present, is checked against the flow, and a
+``name`` is used in messages. An object may also offer ``energy_and_grad(z) -> (U, ∇U)``, which
+training then calls once instead of the two methods (the targets here do).
+
+The box wall
+------------
+exp(−U₂), exp(−U₃) and exp(−U₄) do not decay along z₁: their Z is infinite, the reverse-KL
+loss has no lower bound and a flow trained on them stretches along z₁ for ever. The paper draws
+all four on (−4, 4)². planarflow's targets add a wall that is zero inside that box,
+
+    wall(z) = ½ Σᵢ (max(|zᵢ| − box, 0)/width)²,     ∂wall/∂zᵢ = sign(zᵢ)·max(|zᵢ| − box, 0)/width²
+
+which makes every target proper (it moves U₁'s log Z by less than 1e-5). ``box=None`` gives the
+paper's formulas exactly.
+"""
+
+import numpy as np
+
+from .numerics import sigmoid
+from .validation import as_array, as_float, check_points
+
+HALF_PI = 0.5 * np.pi
+
+
+def _w1(z1):
+    """w₁ = sin(2π·z₁/4) and dw₁/dz₁."""
+    return np.sin(HALF_PI * z1), HALF_PI * np.cos(HALF_PI * z1)
+
+
+def _w2(z1):
+    """w₂ = 3·exp(−½((z₁ − 1)/0.6)²) and dw₂/dz₁ = −w₂·(z₁ − 1)/0.36."""
+    v = 3.0 * np.exp(-0.5 * ((z1 - 1.0) / 0.6) ** 2)
+    return v, -v * (z1 - 1.0) / 0.36
+
+
+def _w3(z1):
+    """w₃ = 3·σ(x), x = (z₁ − 1)/0.3, and dw₃/dz₁ = 3·σ(x)·σ(−x)/0.3."""
+    x = (z1 - 1.0) / 0.3
+    s = sigmoid(x)
+    return 3.0 * s, 3.0 * s * sigmoid(-x) / 0.3
+
+
+def _neg_logaddexp(e1, g1, e2, g2):
+    """−log(e^{e₁} + e^{e₂}) and its gradient −(p₁·∇e₁ + p₂·∇e₂), pᵢ = e^{eᵢ}/(e^{e₁} + e^{e₂}).
+
+    e1, e2 : (N,);  g1, g2 : (N, 2) their gradients. Returns ((N,), (N, 2)).
+    """
+    lse = np.logaddexp(e1, e2)
+    p1 = np.exp(e1 - lse)[:, None]
+    p2 = np.exp(e2 - lse)[:, None]
+    return -lse, -(p1 * g1 + p2 * g2)
+
+
+def _stack(g1, g2):
+    """Two (N,) components into one (N, 2) gradient."""
+    return np.stack([g1, g2], axis=1)
+
+
+def u1(z):
+    """U₁ (a ring with two lobes) and ∇U₁ at z of shape (N, 2).
+
+    ring = ½((r − 2)/0.4)², r = ‖z‖:  ∇ring = (r − 2)/0.16 · z/r  (taken as 0 at z = 0, where
+    ‖z‖ has no derivative).  Lobes: eᵢ = −½((z₁ ∓ 2)/0.6)², ∂eᵢ/∂z₁ = −(z₁ ∓ 2)/0.36.
+    """
+    z1, z2 = z[:, 0], z[:, 1]
+    r = np.hypot(z1, z2)
+    ring = 0.5 * ((r - 2.0) / 0.4) ** 2
+    scale = np.divide(r - 2.0, 0.16 * r, out=np.zeros_like(r), where=r > 0)
+    zero = np.zeros_like(z1)
+    e1 = -0.5 * ((z1 - 2.0) / 0.6) ** 2
+    e2 = -0.5 * ((z1 + 2.0) / 0.6) ** 2
+    lobes, g_lobes = _neg_logaddexp(e1, _stack(-(z1 - 2.0) / 0.36, zero), e2, _stack(-(z1 + 2.0) / 0.36, zero))
+    return ring + lobes, scale[:, None] * z + g_lobes
+
+
+def u2(z):
+    """U₂ = ½((z₂ − w₁)/0.4)² and ∇U₂ = (z₂ − w₁)/0.16 · (−w₁', 1)."""
+    w1, dw1 = _w1(z[:, 0])
+    r = z[:, 1] - w1
+    return 0.5 * (r / 0.4) ** 2, _stack(-r * dw1 / 0.16, r / 0.16)
+
+
+def u3(z):
+    """U₃ = −log(e^{e₁} + e^{e₂}) with e₁ = −½(r₁/0.35)², r₁ = z₂ − w₁; e₂ = −½(r₂/0.35)², r₂ = r₁ + w₂.
+
+    ∇e₁ = −r₁/0.35² · (−w₁', 1),   ∇e₂ = −r₂/0.35² · (−w₁' + w₂', 1).
+    """
+    w1, dw1 = _w1(z[:, 0])
+    w2, dw2 = _w2(z[:, 0])
+    r1 = z[:, 1] - w1
+    r2 = r1 + w2
+    c1, c2 = -r1 / 0.35 ** 2, -r2 / 0.35 ** 2
+    return _neg_logaddexp(-0.5 * (r1 / 0.35) ** 2, _stack(-c1 * dw1, c1),
+                          -0.5 * (r2 / 0.35) ** 2, _stack(c2 * (dw2 - dw1), c2))
+
+
+def u4(z):
+    """U₄ = −log(e^{e₁} + e^{e₂}) with e₁ = −½(r₁/0.4)², r₁ = z₂ − w₁; e₂ = −½(r₂/0.35)², r₂ = r₁ + w₃.
+
+    ∇e₁ = −r₁/0.4² · (−w₁', 1),   ∇e₂ = −r₂/0.35² · (−w₁' + w₃', 1).
+    """
+    w1, dw1 = _w1(z[:, 0])
+    w3, dw3 = _w3(z[:, 0])
+    r1 = z[:, 1] - w1
+    r2 = r1 + w3
+    c1, c2 = -r1 / 0.4 ** 2, -r2 / 0.35 ** 2
+    return _neg_logaddexp(-0.5 * (r1 / 0.4) ** 2, _stack(-c1 * dw1, c1),
+                          -0.5 * (r2 / 0.35) ** 2, _stack(c2 * (dw3 - dw1), c2))
+
+
+def box_wall(z, box, width):
+    """wall(z) = ½ Σᵢ (max(|zᵢ| − box, 0)/width)² and its gradient, for z of shape (N, d)."""
+    excess = np.maximum(np.abs(z) - box, 0.0)               # (N, d)
+    return 0.5 * np.sum((excess / width) ** 2, axis=1), np.sign(z) * excess / width ** 2
+
+
+ENERGIES = {"U1": u1, "U2": u2, "U3": u3, "U4": u4}
+
+
+class PaperTarget:
+    """One of the paper's energies U1–U4 in 2-D, optionally inside the box wall.
+
+    Attributes: ``name``, ``dim`` (= 2), ``box`` (half-width, or None), ``wall`` (width).
+    Methods: ``energy(z)`` (N,), ``grad(z)`` (N, 2), ``energy_and_grad(z)``; z has shape (N, 2).
+    """
+
+    dim = 2
+
+    def __init__(self, name, box=4.0, wall=0.2):
+        if not isinstance(name, str) or name not in ENERGIES:
+            raise ValueError(f"name: expected one of {sorted(ENERGIES)}, got {name!r}")
+        self.name = name
+        self.box = None if box is None else as_float(box, "box", low=0.0, low_open=True)
+        self.wall = as_float(wall, "wall", low=0.0, low_open=True)
+        self._fn = ENERGIES[name]
+
+    def __repr__(self):
+        return f"get_target({self.name!r}, box={self.box!r}, wall={self.wall!r})"
+
+    def _energy_and_grad(self, z):
+        """U(z) and ∇U(z) without argument checks (the training loop's entry)."""
+        U, g = self._fn(z)
+        if self.box is not None:
+            Uw, gw = box_wall(z, self.box, self.wall)
+            U, g = U + Uw, g + gw
+        return U, g
+
+    def energy_and_grad(self, z):
+        """U(z) of shape (N,) and ∇U(z) of shape (N, 2) for z of shape (N, 2)."""
+        return self._energy_and_grad(check_points(z, "z", 2))
+
+    def energy(self, z):
+        """U(z), shape (N,), for z of shape (N, 2)."""
+        return self.energy_and_grad(z)[0]
+
+    def grad(self, z):
+        """∇U(z), shape (N, 2), for z of shape (N, 2)."""
+        return self.energy_and_grad(z)[1]
+
+
+class Gaussian:
+    """A diagonal Gaussian target U(z) = ½ Σᵢ ((zᵢ − μᵢ)/σᵢ)² in any dimension.
+
+    Its normaliser is known in closed form, log Z = Σᵢ log σᵢ + (d/2)·log 2π, so it is the target
+    on which an exact fit (KL = 0, loss = −log Z) can be checked; exposed as ``log_z``.
+    """
+
+    def __init__(self, mean, std):
+        self.mean = as_array(mean, "mean", ndim=1)
+        self.std = as_array(std, "std", shape=self.mean.shape)
+        if self.mean.size < 1 or np.any(self.std <= 0):
+            raise ValueError(f"std: expected positive entries, got {self.std}")
+        self.dim = self.mean.size
+        self.name = f"Gaussian{self.dim}d"
+        self.log_z = float(np.sum(np.log(self.std)) + 0.5 * self.dim * np.log(2 * np.pi))
+
+    def _energy_and_grad(self, z):
+        r = (z - self.mean) / self.std
+        return 0.5 * np.einsum("nd,nd->n", r, r), r / self.std
+
+    def energy_and_grad(self, z):
+        return self._energy_and_grad(check_points(z, "z", self.dim))
+
+    def energy(self, z):
+        return self.energy_and_grad(z)[0]
+
+    def grad(self, z):
+        return self.energy_and_grad(z)[1]
+
+
+def get_target(name, box=4.0, wall=0.2):
+    """The paper's energy ``name`` ∈ {"U1", "U2", "U3", "U4"}, inside a box wall by default.
+
+    Parameters
+    ----------
+    name : str
+    box : float > 0 or None
+        Half-width of the box (−box, box)² outside which the wall rises. ``None`` gives the
+        paper's energies exactly — but then exp(−U) of U2, U3 and U4 does not decay along z₁,
+        their Z is infinite, and reverse-KL training has no minimum: the loss can fall for ever
+        while the flow stretches along z₁. Use box=None for U2–U4 only to see that happen.
+    wall : float > 0
+        Width of the wall: outside the box U rises by ½(excess/wall)² per coordinate.
+
+    Returns
+    -------
+    PaperTarget with ``energy``, ``grad``, ``energy_and_grad``, ``name`` and ``dim`` = 2.
+    """
+    return PaperTarget(name, box=box, wall=wall)

@@ -1,0 +1,184 @@
+"""Training: fresh noise every step, the annealed objective, Adam, and a run that never loses work.
+
+Each step t = 0, 1, …, steps − 1:
+
+    β_t  = min(1, 0.01 + t/anneal_steps)        (β = 1 throughout when anneal_steps is 0/None)
+    z₀   ~ N(0, I), a fresh batch of batch_size points
+    L, ∇L = reverse_kl(θ, z₀, target, β_t)
+    θ    ← Adam(θ, ∇L)
+
+Annealing (the paper's §6.1): with β < 1 the target exp(−β·U) is flatter, so the flow can spread
+over every mode of a multimodal target before it commits; β then rises to the true objective.
+"""
+
+import math
+
+import numpy as np
+
+from .io import load_checkpoint, save_checkpoint
+from .objective import _reverse_kl
+from .optim import Adam
+from .progress import Progress
+from .validation import as_float, as_int, check_params, check_target, make_rng, PARAM_KEYS
+from .flow import init_params
+
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+class TrainingDiverged(RuntimeError):
+    """A training run met a non-finite loss or gradient and stopped.
+
+    Attributes
+    ----------
+    step : int                 the step at which it happened (0-based)
+    history : dict             loss, beta and lr of every completed step
+    params : dict              the last finite parameters (those the failing step started from)
+    """
+
+    def __init__(self, message, step, history, params):
+        super().__init__(message)
+        self.step = step
+        self.history = history
+        self.params = params
+
+
+def beta_schedule(t, anneal_steps):
+    """β_t = min(1, 0.01 + t/anneal_steps); 1 when anneal_steps is 0 or None."""
+    if not anneal_steps:
+        return 1.0
+    return min(1.0, 0.01 + t / anneal_steps)
+
+
+def lr_schedule(t, steps, lr, lr_final):
+    """Cosine decay from lr at t = 0 to lr_final at the last step (constant when lr_final is None)."""
+    if lr_final is None or steps <= 1:
+        return lr
+    return lr_final + 0.5 * (lr - lr_final) * (1.0 + math.cos(math.pi * t / (steps - 1)))
+
+
+def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, params=None,
+        lr_final=None, progress=True, checkpoint=None, checkpoint_every=1000, resume=None,
+        label=None):
+    """Fit a K-layer planar flow to ``target`` by minimising the reverse KL with Adam.
+
+    Parameters
+    ----------
+    target : object with energy(z) (N,) and grad(z) (N, d); its ``dim`` (default 2) sets d
+    K : int ≥ 1, number of layers
+    steps : int ≥ 1, number of Adam steps
+    batch_size : int ≥ 1, fresh N(0, I) samples per step
+    lr : float > 0, Adam's learning rate (the start of the schedule when lr_final is given)
+    anneal_steps : int ≥ 0 or None; β_t = min(1, 0.01 + t/anneal_steps), β = 1 when 0 or None
+    rng : seed or Generator; the only source of randomness (initial parameters and noise)
+    params : optional starting parameters (a copy is trained); default init_params(K, d, rng)
+    lr_final : optional float > 0; cosine decay of the learning rate from lr to lr_final
+    progress : bool, print a line every few seconds to stderr (False: silent)
+    checkpoint : optional path; every ``checkpoint_every`` steps and at the end the parameters,
+        Adam's state, the history and the generator's state are written there atomically
+    resume : optional path of such a checkpoint; the run continues from it and ends exactly as
+        the uninterrupted run with the same arguments would
+    label : optional text for progress lines
+
+    Returns
+    -------
+    params : dict u (K, d), w (K, d), b (K,)
+    history : dict of float64 arrays, one entry per step: ``loss``, ``beta``, ``lr``
+
+    Raises
+    ------
+    TrainingDiverged
+        when a loss or gradient is not finite; it carries the last finite parameters.
+    """
+    check_target(target)
+    dim = getattr(target, "dim", 2)
+    dim = as_int(dim, "target.dim")
+    K = as_int(K, "K")
+    steps = as_int(steps, "steps")
+    batch_size = as_int(batch_size, "batch_size")
+    lr = as_float(lr, "lr", low=0.0, low_open=True)
+    if lr_final is not None:
+        lr_final = as_float(lr_final, "lr_final", low=0.0, low_open=True)
+    if anneal_steps is not None:
+        anneal_steps = as_int(anneal_steps, "anneal_steps", minimum=0)
+    checkpoint_every = as_int(checkpoint_every, "checkpoint_every")
+    label = label or f"{getattr(target, 'name', 'target')} K={K}"
+    settings = {"K": K, "dim": dim, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
+                "anneal_steps": anneal_steps, "steps": steps}
+
+    adam = Adam(lr=lr)
+    history = {"loss": [], "beta": [], "lr": []}
+    if resume is not None:
+        params, rng, start = _resume(resume, settings, adam, history)
+    else:
+        rng = make_rng(rng)
+        if params is None:
+            params = init_params(K, dim, rng)
+        else:
+            params, pK, pd = check_params(params)
+            if (pK, pd) != (K, dim):
+                raise ValueError(f"params: expected K = {K} layers in {dim} dimensions, got K = {pK}, d = {pd}")
+        params = {k: params[k].copy() for k in PARAM_KEYS}
+        start = 0
+
+    report = Progress(enabled=progress)
+    last_good = {k: v.copy() for k, v in params.items()}
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        for t in range(start, steps):
+            beta = beta_schedule(t, anneal_steps)
+            adam.lr = lr_schedule(t, steps, lr, lr_final)
+            z0 = rng.standard_normal((batch_size, dim))
+            loss, grads = _reverse_kl(params, z0, target, beta)
+            total = loss + sum(float(np.sum(g)) for g in grads.values())
+            if not math.isfinite(total):
+                _diverged(t, "the loss or its gradient is not finite", history, params, lr, anneal_steps)
+            for k in PARAM_KEYS:
+                last_good[k][...] = params[k]
+            adam.step(params, grads)
+            if not all(np.all(np.isfinite(params[k])) for k in PARAM_KEYS):
+                _diverged(t, "an Adam step made the parameters non-finite", history, last_good, lr, anneal_steps)
+            history["loss"].append(loss)
+            history["beta"].append(beta)
+            history["lr"].append(adam.lr)
+            if checkpoint is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
+                save_checkpoint(checkpoint, params, adam, history, rng, dict(settings, step=t + 1))
+            report.update(f"{label}: step {t + 1}/{steps}  loss {loss:+.4f}  β {beta:.2f}  "
+                          f"({report.elapsed():.0f} s)")
+    report.close()
+    return params, {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
+
+
+def _diverged(t, what, history, params, lr, anneal_steps):
+    raise TrainingDiverged(
+        f"training diverged at step {t}: {what}. The last finite parameters are in this "
+        f"exception's .params and the history so far in .history. Try a smaller learning rate "
+        f"(lr = {lr:g} now) or longer annealing (anneal_steps = {anneal_steps} now).",
+        step=t,
+        history={k: np.asarray(v, dtype=np.float64) for k, v in history.items()},
+        params={k: v.copy() for k, v in params.items()},
+    )
+
+
+def _resume(path, settings, adam, history):
+    """Restore parameters, Adam, history and the generator from a checkpoint; returns the start step."""
+    params, m, v, saved_history, meta = load_checkpoint(path)
+    for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps"):
+        if meta.get(key) != settings[key]:
+            raise ValueError(
+                f"resume: the checkpoint {path!r} was written by a run with {key} = {meta.get(key)!r}, "
+                f"this call has {key} = {settings[key]!r}; resume with the same settings"
+            )
+    start = meta.get("step")
+    if not isinstance(start, int) or not 0 <= start <= settings["steps"] or start != len(saved_history["loss"]):
+        raise ValueError(f"resume: the checkpoint {path!r} records an inconsistent step count")
+    state = meta.get("rng_state")
+    if not isinstance(state, dict) or state.get("bit_generator") not in BIT_GENERATORS:
+        raise ValueError(f"resume: the checkpoint {path!r} holds no usable generator state")
+    rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"resume: the checkpoint {path!r} holds a corrupt generator state ({exc})") from None
+    adam.m, adam.v = m, v
+    adam.t = as_int(meta.get("adam_t"), "adam_t", minimum=0)
+    history.update(saved_history)
+    return params, rng, start
