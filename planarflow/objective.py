@@ -17,7 +17,8 @@ Upstream gradients for backprop, from the mean over N samples:
 
 import numpy as np
 
-from .flow import _flow_forward, flow_backward
+from .fused import fused_backward, fused_forward
+from .layer import u_hat_backward, u_hat_forward
 from .numerics import std_normal_log_density
 from .validation import as_float, check_params, check_points, check_target
 
@@ -64,13 +65,20 @@ def reverse_kl(params, z0, target, beta=1.0):
     return _reverse_kl(params, z0, target, beta)
 
 
-def _reverse_kl(params, z0, target, beta):
-    """reverse_kl without the argument checks: the training loop's hot path."""
+def _reverse_kl(params, z0, target, beta, ws=None):
+    """reverse_kl without the argument checks: the training loop's hot path.
+
+    The flow runs through fused_forward/fused_backward, which compute what
+    flow_forward/flow_backward compute (the tests check it), arranged for speed; û and sp for
+    all layers come from one call of u_hat_forward on the (K, d) arrays. ``ws`` is the
+    fused code's Workspace, kept by the training loop from step to step.
+    """
     N = z0.shape[0]
-    zK, sum_logdet, caches = _flow_forward(params, z0)
+    uh, sp, uh_cache = u_hat_forward(params["u"], params["w"])       # (K, d), (K,)
+    zK, sum_logdet, cache = fused_forward(z0, uh, sp, params["w"], params["b"], ws)
     U, gU = energy_and_grad(target, zK)
     loss = float(np.mean(std_normal_log_density(z0) - sum_logdet + beta * U))
     dzK = (beta / N) * gU                          # ∂L/∂z_K       (N, d)
-    dsum_logdet = np.full(N, -1.0 / N)             # ∂L/∂Σ logdet  (N,)
-    _, grads = flow_backward(dzK, dsum_logdet, caches)
-    return loss, grads
+    _, du_hat, dsp, dw, db = fused_backward(dzK, -1.0 / N, cache)   # ∂L/∂logdet_k = −1/N
+    du, dw_uh = u_hat_backward(du_hat, dsp, uh_cache)
+    return loss, {"u": du, "w": dw + dw_uh, "b": db}

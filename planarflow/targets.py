@@ -35,102 +35,113 @@ paper's formulas exactly.
 
 import numpy as np
 
-from .numerics import sigmoid
 from .validation import as_array, as_float, check_points
 
 HALF_PI = 0.5 * np.pi
 
 
 def _w1(z1):
-    """w₁ = sin(2π·z₁/4) and dw₁/dz₁."""
-    return np.sin(HALF_PI * z1), HALF_PI * np.cos(HALF_PI * z1)
+    """w₁ = sin(2π·z₁/4) and dw₁/dz₁ = (π/2)·cos(2π·z₁/4)."""
+    x = HALF_PI * z1
+    return np.sin(x), HALF_PI * np.cos(x)
 
 
 def _w2(z1):
-    """w₂ = 3·exp(−½((z₁ − 1)/0.6)²) and dw₂/dz₁ = −w₂·(z₁ − 1)/0.36."""
+    """w₂ = 3·exp(−½((z₁ − 1)/0.6)²) and dw₂/dz₁ = −w₂·(z₁ − 1)/0.6²."""
     v = 3.0 * np.exp(-0.5 * ((z1 - 1.0) / 0.6) ** 2)
-    return v, -v * (z1 - 1.0) / 0.36
+    return v, v * (1.0 - z1) / 0.36
 
 
 def _w3(z1):
-    """w₃ = 3·σ(x), x = (z₁ − 1)/0.3, and dw₃/dz₁ = 3·σ(x)·σ(−x)/0.3."""
-    x = (z1 - 1.0) / 0.3
-    s = sigmoid(x)
-    return 3.0 * s, 3.0 * s * sigmoid(-x) / 0.3
+    """w₃ = 3·σ(x), x = (z₁ − 1)/0.3, and dw₃/dz₁ = 3·σ(x)·σ(−x)/0.3.
 
-
-def _neg_logaddexp(e1, g1, e2, g2):
-    """−log(e^{e₁} + e^{e₂}) and its gradient −(p₁·∇e₁ + p₂·∇e₂), pᵢ = e^{eᵢ}/(e^{e₁} + e^{e₂}).
-
-    e1, e2 : (N,);  g1, g2 : (N, 2) their gradients. Returns ((N,), (N, 2)).
+    With r = e^{−|x|}: σ(x)·σ(−x) = r/(1 + r)² for either sign of x.
     """
-    lse = np.logaddexp(e1, e2)
-    p1 = np.exp(e1 - lse)[:, None]
-    p2 = np.exp(e2 - lse)[:, None]
-    return -lse, -(p1 * g1 + p2 * g2)
+    x = (z1 - 1.0) / 0.3
+    r = np.exp(-np.abs(x))
+    inv = 1.0 / (1.0 + r)
+    return 3.0 * np.where(x >= 0, inv, r * inv), (10.0 * r) * (inv * inv)     # 3/0.3 = 10
 
 
-def _stack(g1, g2):
-    """Two (N,) components into one (N, 2) gradient."""
-    return np.stack([g1, g2], axis=1)
+def _neg_logaddexp(e1, e2):
+    """−log(e^{e₁} + e^{e₂}) and the weights p₁ = e^{e₁}/(e^{e₁} + e^{e₂}), p₂ = 1 − p₁.
+
+    The gradient of −log(e^{e₁} + e^{e₂}) is −(p₁·∇e₁ + p₂·∇e₂). With r = e^{−|e₁ − e₂|} ≤ 1,
+        log(e^{e₁} + e^{e₂}) = max(e₁, e₂) + log1p(r),   p₁ = 1/(1 + r) if e₁ ≥ e₂ else r/(1 + r)
+    — np.logaddexp's own stable form, with its e^{−|e₁ − e₂|} reused for the weights.
+    """
+    diff = e1 - e2
+    r = np.exp(-np.abs(diff))
+    p1 = np.where(diff >= 0, 1.0, r) / (1.0 + r)
+    return -(np.maximum(e1, e2) + np.log1p(r)), p1, 1.0 - p1
+
+
+def _gradient(g1, g2):
+    """∇U from its two components (N,), as an (N, 2) array (a transposed (2, N) one)."""
+    g = np.empty((2, g1.shape[0]))
+    g[0] = g1
+    g[1] = g2
+    return g.T
 
 
 def u1(z):
     """U₁ (a ring with two lobes) and ∇U₁ at z of shape (N, 2).
 
-    ring = ½((r − 2)/0.4)², r = ‖z‖:  ∇ring = (r − 2)/0.16 · z/r  (taken as 0 at z = 0, where
-    ‖z‖ has no derivative).  Lobes: eᵢ = −½((z₁ ∓ 2)/0.6)², ∂eᵢ/∂z₁ = −(z₁ ∓ 2)/0.36.
+    ring = ½((r − 2)/0.4)², r = ‖z‖:  ∇ring = (r − 2)/0.4² · z/r  (taken as 0 at z = 0, where
+    ‖z‖ has no derivative).  Lobes: eᵢ = −½((z₁ ∓ 2)/0.6)², ∇eᵢ = (−(z₁ ∓ 2)/0.6², 0).
     """
     z1, z2 = z[:, 0], z[:, 1]
     r = np.hypot(z1, z2)
     ring = 0.5 * ((r - 2.0) / 0.4) ** 2
-    scale = np.divide(r - 2.0, 0.16 * r, out=np.zeros_like(r), where=r > 0)
-    zero = np.zeros_like(z1)
-    e1 = -0.5 * ((z1 - 2.0) / 0.6) ** 2
-    e2 = -0.5 * ((z1 + 2.0) / 0.6) ** 2
-    lobes, g_lobes = _neg_logaddexp(e1, _stack(-(z1 - 2.0) / 0.36, zero), e2, _stack(-(z1 + 2.0) / 0.36, zero))
-    return ring + lobes, scale[:, None] * z + g_lobes
+    c = np.divide(r - 2.0, 0.16 * r, out=np.zeros_like(r), where=r > 0)    # (r − 2)/(0.4²·r)
+    lobes, p1, p2 = _neg_logaddexp(-0.5 * ((z1 - 2.0) / 0.6) ** 2, -0.5 * ((z1 + 2.0) / 0.6) ** 2)
+    # −(p₁·∂e₁/∂z₁ + p₂·∂e₂/∂z₁) = (p₁(z₁ − 2) + p₂(z₁ + 2))/0.36 = (z₁ + 2(p₂ − p₁))/0.36
+    return ring + lobes, _gradient(c * z1 + (z1 + 2.0 * (p2 - p1)) / 0.36, c * z2)
 
 
 def u2(z):
-    """U₂ = ½((z₂ − w₁)/0.4)² and ∇U₂ = (z₂ − w₁)/0.16 · (−w₁', 1)."""
+    """U₂ = ½((z₂ − w₁)/0.4)² and ∇U₂ = (z₂ − w₁)/0.4² · (−w₁', 1)."""
     w1, dw1 = _w1(z[:, 0])
-    r = z[:, 1] - w1
-    return 0.5 * (r / 0.4) ** 2, _stack(-r * dw1 / 0.16, r / 0.16)
+    c = (z[:, 1] - w1) / 0.16
+    return 0.5 * 0.16 * c * c, _gradient(-c * dw1, c)
 
 
 def u3(z):
-    """U₃ = −log(e^{e₁} + e^{e₂}) with e₁ = −½(r₁/0.35)², r₁ = z₂ − w₁; e₂ = −½(r₂/0.35)², r₂ = r₁ + w₂.
+    """U₃ = −log(e^{e₁} + e^{e₂}), e₁ = −½(r₁/0.35)², r₁ = z₂ − w₁; e₂ = −½(r₂/0.35)², r₂ = r₁ + w₂.
 
-    ∇e₁ = −r₁/0.35² · (−w₁', 1),   ∇e₂ = −r₂/0.35² · (−w₁' + w₂', 1).
+    ∇e₁ = −c₁·(−w₁', 1),  ∇e₂ = −c₂·(−w₁' + w₂', 1),  cᵢ = rᵢ/0.35²;  so with the weights pᵢ,
+    ∇U₃ = (−(p₁c₁ + p₂c₂)·w₁' + p₂c₂·w₂',  p₁c₁ + p₂c₂).
     """
     w1, dw1 = _w1(z[:, 0])
     w2, dw2 = _w2(z[:, 0])
     r1 = z[:, 1] - w1
     r2 = r1 + w2
-    c1, c2 = -r1 / 0.35 ** 2, -r2 / 0.35 ** 2
-    return _neg_logaddexp(-0.5 * (r1 / 0.35) ** 2, _stack(-c1 * dw1, c1),
-                          -0.5 * (r2 / 0.35) ** 2, _stack(c2 * (dw2 - dw1), c2))
+    U, p1, p2 = _neg_logaddexp(-0.5 * (r1 / 0.35) ** 2, -0.5 * (r2 / 0.35) ** 2)
+    c2 = p2 * r2 / 0.1225
+    c = p1 * r1 / 0.1225 + c2
+    return U, _gradient(c2 * dw2 - c * dw1, c)
 
 
 def u4(z):
-    """U₄ = −log(e^{e₁} + e^{e₂}) with e₁ = −½(r₁/0.4)², r₁ = z₂ − w₁; e₂ = −½(r₂/0.35)², r₂ = r₁ + w₃.
+    """U₄ = −log(e^{e₁} + e^{e₂}), e₁ = −½(r₁/0.4)², r₁ = z₂ − w₁; e₂ = −½(r₂/0.35)², r₂ = r₁ + w₃.
 
-    ∇e₁ = −r₁/0.4² · (−w₁', 1),   ∇e₂ = −r₂/0.35² · (−w₁' + w₃', 1).
+    As for U₃, with c₁ = r₁/0.4², c₂ = r₂/0.35²:
+    ∇U₄ = (−(p₁c₁ + p₂c₂)·w₁' + p₂c₂·w₃',  p₁c₁ + p₂c₂).
     """
     w1, dw1 = _w1(z[:, 0])
     w3, dw3 = _w3(z[:, 0])
     r1 = z[:, 1] - w1
     r2 = r1 + w3
-    c1, c2 = -r1 / 0.4 ** 2, -r2 / 0.35 ** 2
-    return _neg_logaddexp(-0.5 * (r1 / 0.4) ** 2, _stack(-c1 * dw1, c1),
-                          -0.5 * (r2 / 0.35) ** 2, _stack(c2 * (dw3 - dw1), c2))
+    U, p1, p2 = _neg_logaddexp(-0.5 * (r1 / 0.4) ** 2, -0.5 * (r2 / 0.35) ** 2)
+    c2 = p2 * r2 / 0.1225
+    c = p1 * r1 / 0.16 + c2
+    return U, _gradient(c2 * dw3 - c * dw1, c)
 
 
 def box_wall(z, box, width):
     """wall(z) = ½ Σᵢ (max(|zᵢ| − box, 0)/width)² and its gradient, for z of shape (N, d)."""
     excess = np.maximum(np.abs(z) - box, 0.0)               # (N, d)
-    return 0.5 * np.sum((excess / width) ** 2, axis=1), np.sign(z) * excess / width ** 2
+    return 0.5 * np.sum((excess / width) ** 2, axis=1), np.copysign(excess, z) / width ** 2
 
 
 ENERGIES = {"U1": u1, "U2": u2, "U3": u3, "U4": u4}

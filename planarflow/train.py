@@ -21,6 +21,7 @@ from .optim import Adam
 from .progress import Progress
 from .validation import as_float, as_int, check_params, check_target, make_rng, PARAM_KEYS
 from .flow import init_params
+from .fused import Workspace
 
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
@@ -121,13 +122,14 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         start = 0
 
     report = Progress(enabled=progress)
+    ws = Workspace()
     last_good = {k: v.copy() for k, v in params.items()}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for t in range(start, steps):
             beta = beta_schedule(t, anneal_steps)
             adam.lr = lr_schedule(t, steps, lr, lr_final)
             z0 = rng.standard_normal((batch_size, dim))
-            loss, grads = _reverse_kl(params, z0, target, beta)
+            loss, grads = _reverse_kl(params, z0, target, beta, ws)
             total = loss + sum(float(np.sum(g)) for g in grads.values())
             if not math.isfinite(total):
                 _diverged(t, "the loss or its gradient is not finite", history, params, lr, anneal_steps)
