@@ -58,8 +58,8 @@ def lr_schedule(t, steps, lr, lr_final):
 
 
 def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, params=None,
-        lr_final=None, progress=True, checkpoint=None, checkpoint_every=1000, resume=None,
-        label=None):
+        lr_final=None, progress=True, callback=None, checkpoint=None, checkpoint_every=1000,
+        resume=None, label=None):
     """Fit a K-layer planar flow to ``target`` by minimising the reverse KL with Adam.
 
     Parameters
@@ -74,6 +74,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     params : optional starting parameters (a copy is trained); default init_params(K, d, rng)
     lr_final : optional float > 0; cosine decay of the learning rate from lr to lr_final
     progress : bool, print a line every few seconds to stderr (False: silent)
+    callback : optional callable, called after every step as callback(t, loss, beta)
     checkpoint : optional path; every ``checkpoint_every`` steps and at the end the parameters,
         Adam's state, the history and the generator's state are written there atomically
     resume : optional path of such a checkpoint; the run continues from it and ends exactly as
@@ -102,6 +103,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     if anneal_steps is not None:
         anneal_steps = as_int(anneal_steps, "anneal_steps", minimum=0)
     checkpoint_every = as_int(checkpoint_every, "checkpoint_every")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
     label = label or f"{getattr(target, 'name', 'target')} K={K}"
     settings = {"K": K, "dim": dim, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
                 "anneal_steps": anneal_steps, "steps": steps}
@@ -143,6 +146,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
             history["lr"].append(adam.lr)
             if checkpoint is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
                 save_checkpoint(checkpoint, params, adam, history, rng, dict(settings, step=t + 1))
+            if callback is not None:
+                callback(t, loss, beta)
             report.update(f"{label}: step {t + 1}/{steps}  loss {loss:+.4f}  β {beta:.2f}  "
                           f"({report.elapsed():.0f} s)")
     report.close()
