@@ -16,25 +16,31 @@ def numerical_gradient(f, x, h=1e-5):
     """Central-difference gradient of a scalar function ``f`` at the array ``x``.
 
     ``x`` is perturbed one entry at a time, in place, and restored; f(x) must return a number.
-    Returns an array with the shape of ``x``.
+    Returns an array with the shape and dtype of ``x``.
+
+    ``x`` may be float64 or np.longdouble. Where a gradient is tiny next to the function's
+    value — a saturated tanh, where ∂L/∂b ∝ h'(a) ~ 1e-8 while L ~ 1 — float64 cannot resolve
+    f(x + h) − f(x − h) to 1e-7 relative; evaluating f in extended precision (np.longdouble,
+    about 19 digits on x86-64) can, provided f's arithmetic follows the dtype of x.
     """
-    if not isinstance(x, np.ndarray) or x.dtype != np.float64:
-        raise TypeError("x: expected a float64 ndarray (it is perturbed in place)")
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.float64, np.longdouble):
+        raise TypeError("x: expected a float64 or longdouble ndarray (it is perturbed in place)")
     grad = np.zeros_like(x)
+    h = x.dtype.type(h)
     it = np.nditer(x, flags=["multi_index"])
     for _ in it:
         i = it.multi_index
         old = x[i]
         x[i] = old + h
-        f_plus = float(f(x))
+        f_plus = f(x)
         x[i] = old - h
-        f_minus = float(f(x))
+        f_minus = f(x)
         x[i] = old
-        grad[i] = (f_plus - f_minus) / (2.0 * h)
+        grad[i] = (f_plus - f_minus) / (2 * h)
     return grad
 
 
 def rel_error(a, b):
     """max|a − b| / max(1e-8, max(|a| + |b|)): one number for how far two arrays are apart."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = np.asarray(a, dtype=np.longdouble), np.asarray(b, dtype=np.longdouble)
     return float(np.max(np.abs(a - b)) / max(1e-8, float(np.max(np.abs(a) + np.abs(b)))))

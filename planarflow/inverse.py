@@ -23,7 +23,7 @@ Inverting the K layers in reverse order gives z₀ and hence
 import numpy as np
 
 from .layer import u_hat_forward
-from .numerics import planar_log_det_terms, std_normal_log_density
+from .numerics import planar_D, std_normal_log_density, tanh_derivative
 from .validation import check_params, check_points
 
 EPS = np.finfo(np.float64).eps
@@ -52,19 +52,20 @@ def solve_alpha(c, s, sp, b):
     for _ in range(MAX_ITER):
         t = np.tanh(alpha + b)
         g = alpha + s * t - c
-        _, gp = planar_log_det_terms(t, sp)             # g'(α) = t² + h'·sp > 0
-        lo = np.where(g < 0, alpha, lo)                 # keep the root bracketed
-        hi = np.where(g > 0, alpha, hi)
-        newton = alpha - g / gp
-        bisect = (newton <= lo) | (newton >= hi) | (np.abs(2.0 * g) > np.abs(dx_old * gp))
-        step = np.where(bisect, alpha - 0.5 * (lo + hi), g / gp)
-        dx_old, dx = dx, step
-        alpha_new = alpha - step
-        scale = np.abs(alpha) + np.abs(c) + abs(s) + 1e-300
-        done |= (g == 0) | (np.abs(step) <= 4 * EPS * scale) | (hi - lo <= 4 * EPS * scale)
-        alpha = np.where(done, alpha, alpha_new)
+        gp = planar_D(t, tanh_derivative(alpha + b), sp)   # g'(α) = t² + h'·sp > 0
+        newton_step = g / gp
+        # g is known to about ε(|α| + |s| + |c|), so α to that divided by g': stop there
+        tol = 4 * EPS * (np.abs(alpha) + abs(s) + np.abs(c)) / gp
+        done |= (np.abs(newton_step) <= tol) | (hi - lo <= 4 * EPS * (np.abs(lo) + np.abs(hi)))
         if done.all():
             return alpha
+        lo = np.where(g < 0, alpha, lo)                 # keep the root bracketed
+        hi = np.where(g > 0, alpha, hi)
+        newton = alpha - newton_step
+        bisect = (newton < lo) | (newton > hi) | (np.abs(2.0 * g) > np.abs(dx_old * gp))
+        step = np.where(bisect, alpha - 0.5 * (lo + hi), newton_step)
+        dx_old, dx = dx, step
+        alpha = np.where(done, alpha, alpha - step)
     raise RuntimeError(
         f"inverse: the safeguarded Newton solve did not converge in {MAX_ITER} iterations for "
         f"{int((~done).sum())} of {done.size} points; this should be impossible — please report it"
@@ -96,9 +97,10 @@ def _inverse(params, y):
     sum_logdet = np.zeros(y.shape[0])
     for k in reversed(range(w.shape[0])):
         alpha = solve_alpha(z @ w[k], sp[k] - 1.0, sp[k], b[k])   # wᵀz_{k−1}
-        t = np.tanh(alpha + b[k])
+        a = alpha + b[k]
+        t = np.tanh(a)
         z = z - t[:, None] * uh[k]                                 # z_{k−1} = z_k − û_k t
-        sum_logdet += np.log(planar_log_det_terms(t, sp[k])[1])
+        sum_logdet += np.log(planar_D(t, tanh_derivative(a), sp[k]))
     return z, sum_logdet
 
 

@@ -12,7 +12,7 @@ same order.
 
 import numpy as np
 
-from .numerics import planar_log_det_terms, sigmoid, softplus
+from .numerics import planar_D, sigmoid, softplus, tanh_derivative
 from .validation import as_array, as_float
 
 
@@ -26,7 +26,7 @@ from .validation import as_array, as_float
 #   so that wᵀû = α + (m(α) − α) = m(α) > −1 for every u. Write c = (m(α) − α)/‖w‖², so û = u + c·w.
 #   Since softplus(α) − α = softplus(−α) exactly,  m(α) − α = softplus(−α) − 1: no cancellation
 #   at α ≫ 1.  The layer needs sp = softplus(α) = 1 + wᵀû rather than wᵀû itself (see
-#   numerics.planar_log_det_terms), so that is what the forward returns.
+#   numerics.planar_D), so that is what the forward returns.
 #
 #   Backward, with σ = sigmoid(α) = m'(α) and 1 − σ = sigmoid(−α), gû = ∂L/∂û, gsp = ∂L/∂sp:
 #       ∂c/∂u = (σ − 1)·w/‖w‖²
@@ -99,9 +99,9 @@ def u_hat(u, w):
 # ----------------------------------------------------------------------------------------------
 # The layer
 #
-#   a = wᵀz + b,  t = tanh(a),  h'(a) = 1 − t²,  s = wᵀû = sp − 1
+#   a = wᵀz + b,  t = tanh(a),  h'(a) = 1 − t² = sech²(a),  s = wᵀû = sp − 1
 #   y = z + û·t
-#   logdet = log D,  D = 1 + h'(a)·s = t² + h'·sp  (> 0, see numerics.planar_log_det_terms)
+#   logdet = log D,  D = 1 + h'(a)·s = t² + h'·sp  (> 0, see numerics.planar_D)
 #
 #   Backward, with gy = ∂L/∂y (N, d) and gl = ∂L/∂logdet (N,). Using h''(a) = −2·t·h'(a),
 #       ∂D/∂a = −2·t·h'·s,   ∂D/∂s = h'
@@ -140,7 +140,8 @@ def _planar_forward(z, u, w, b):
     a = z @ w + b                                  # (N,)
     t = np.tanh(a)                                 # (N,)
     y = z + t[:, None] * uh                        # (N, d)
-    hp, D = planar_log_det_terms(t, sp)            # h'(a), 1 + h'·wᵀû   (N,)
+    hp = tanh_derivative(a)                        # h'(a) = sech²(a)     (N,)
+    D = planar_D(t, hp, sp)                        # 1 + h'·wᵀû > 0       (N,)
     logdet = np.log(D)
     return y, logdet, (z, w, uh, sp, t, hp, D, uh_cache)
 
