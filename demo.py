@@ -61,6 +61,12 @@ def writable_file(path):
     return path
 
 
+def shown(path):
+    """A path as the user can find it: relative to the current folder when inside it."""
+    rel = os.path.relpath(os.path.abspath(path))
+    return os.path.abspath(path) if rel.startswith("..") else rel
+
+
 def parse_args(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--targets", nargs="+", type=target_name, default=list(TARGETS), metavar="U",
@@ -115,8 +121,9 @@ def main(argv=None):
         for r in results:
             save(os.path.join(args.save_dir, f"{r['name']}_K{r['K']}.npz"), r["params"])
     print(f"""
-Done in {time.perf_counter() - start:.1f} s. Figure: {os.path.abspath(args.out)}
-{"Parameters: " + os.path.abspath(args.save_dir) if args.save_dir else ""}
+Done in {time.perf_counter() - start:.1f} s. Figure: {shown(args.out)}{
+    chr(10) + "Parameters: " + shown(args.save_dir) if args.save_dir else ""}
+
 How to read the table:
   final loss     the reverse-KL objective E_q[log q + U], averaged over the last 2% of steps.
                  It is bounded below by −log Z (the floor), so it is often negative.
