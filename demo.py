@@ -104,10 +104,11 @@ def main(argv=None):
     results = run_jobs(jobs, workers=args.workers)
 
     print()
-    print("target   K   steps   final loss   floor −log Z   KL (nats)          ESS/n   seconds")
+    print("target   K            steps   final loss   floor −log Z   KL (nats)          ESS/n   seconds")
     for job, r in zip(jobs, results):
         tail = r["history"]["loss"][-max(1, len(r["history"]["loss"]) // 50):]
-        print(f"{r['name']:>6} {r['K']:3d} {job['steps']:7d}   {tail.mean():+10.4f}   {-r['log_z']:+12.4f}"
+        steps = (f"{job['population']}×{job['population_steps']} + " if job["population"] else "") + str(job["steps"])
+        print(f"{r['name']:>6} {r['K']:3d} {steps:>16}   {tail.mean():+10.4f}   {-r['log_z']:+12.4f}"
               f"   {r['kl']:.4f} ± {r['stderr']:.4f}   {r['ess']:6.3f}   {r['seconds']:7.1f}")
 
     truth = true_densities(args.targets, grid_n=jobs[0]["grid_n"])
@@ -125,6 +126,8 @@ Done in {time.perf_counter() - start:.1f} s. Figure: {shown(args.out)}{
     chr(10) + "Parameters: " + shown(args.save_dir) if args.save_dir else ""}
 
 How to read the table:
+  steps          Adam steps; "32×1500 + 2500": 32 candidate flows trained at once for 1500
+                 steps, the best of them refined for 2500 more (the recipe for K ≤ 8).
   final loss     the reverse-KL objective E_q[log q + U], averaged over the last 2% of steps.
                  It is bounded below by −log Z (the floor), so it is often negative.
   KL             KL(q_K ‖ p) = loss + log Z in nats, from {jobs[0]["kl_samples"]:,} fresh samples (± one standard

@@ -22,18 +22,52 @@ from .train import fit
 TARGETS = ("U1", "U2", "U3", "U4")
 KS = (2, 8, 32)
 
+# The exact KL (nats, boxed targets) of the best-known reference implementation, the seed, in
+# PyTorch: Adam lr 1e-2, batch 4096, 20 000 steps for each fit (527 s for all twelve on the
+# project's 2-core machine type), as measured and reported in the project's issue tracker.
+SEED_KL = {("U1", 2): 0.738, ("U1", 8): 0.025, ("U1", 32): 0.029,
+           ("U2", 2): 0.461, ("U2", 8): 0.007, ("U2", 32): 0.006,
+           ("U3", 2): 0.686, ("U3", 8): 0.119, ("U3", 32): 0.013,
+           ("U4", 2): 0.632, ("U4", 8): 0.206, ("U4", 32): 0.008}
+
 
 def recipe(K, steps=None, batch_size=None, lr=None):
     """Training settings for a K-layer flow in the demo; arguments given override the recipe.
 
-    Adam from lr = 1e-2 with a cosine decay to lr/30 (the last steps average out the gradient
-    noise), β annealed from 0.01 to 1 over the first third of the steps (so the flow spreads
-    over every mode of U1 before it commits), batches of 1024.
+    Deep flows (K > 8): one run of 4000 Adam steps on batches of 1024, the learning rate
+    decaying from 3e-2 to 3e-4 (cosine: large steps to travel, small ones to average out the
+    gradient noise at the end), β annealed from 0.01 to 1 over the first quarter so that the
+    flow spreads over every mode of U1 and U4 before it commits.
+
+    Shallow flows (K ≤ 8) have few parameters and several local optima of very different
+    quality (U3 with K = 2: KL 0.70, 0.75 or 0.95 depending on the start), so they first train
+    a population of candidates at once — 32 for K ≤ 2, 16 otherwise, 256 samples each, the
+    learning rate decaying from 5e-2 to 3e-3 so that each settles in its basin, β annealed over
+    the first third for K > 2 — keep the one with the lowest loss over the last tenth of those
+    steps, and refine it in a single run (batches of 1024, 1e-2 → 2e-4, β = 1). (Measured over
+    seeds 0–2: annealing the population brings U1 with K = 8 from KL ≈ 0.05 to 0.03–0.04; with
+    K = 2 it improves U1, 0.50 → 0.36, but sends U3 to worse optima, 0.75 → 0.78–0.96, so K = 2
+    populations start at β = 1.) A population of 32 costs
+    about five single runs' steps for K = 2 (fused.py): most of a small flow's step is per call,
+    not per sample.
+
+    ``steps`` sets the final run's steps (the population's scale with it), ``batch_size`` its
+    batch, ``lr`` its initial learning rate (the population's is 5·lr).
     """
-    steps = 6000 if steps is None else steps
+    batch_size = 1024 if batch_size is None else batch_size
+    if K > 8:
+        steps = 4000 if steps is None else steps
+        lr = 3e-2 if lr is None else lr
+        return {"steps": steps, "batch_size": batch_size, "lr": lr, "lr_final": 0.01 * lr,
+                "anneal_steps": max(1, steps // 4), "population": None}
     lr = 1e-2 if lr is None else lr
-    return {"steps": steps, "batch_size": 1024 if batch_size is None else batch_size,
-            "lr": lr, "lr_final": lr / 30.0, "anneal_steps": max(1, steps // 3)}
+    default_final = 2500 if K <= 2 else 3500
+    final = default_final if steps is None else steps
+    first = max(1, round((1500 if K <= 2 else 1200) * final / default_final))
+    return {"steps": final, "batch_size": batch_size, "lr": lr, "lr_final": 0.02 * lr,
+            "anneal_steps": 0, "population": 32 if K <= 2 else 16, "population_steps": first,
+            "population_batch": min(256, batch_size), "population_lr": 5 * lr,
+            "population_lr_final": 0.3 * lr, "population_anneal_steps": 0 if K <= 2 else max(1, first // 3)}
 
 
 def make_jobs(targets=TARGETS, Ks=KS, seed=0, steps=None, batch_size=None, lr=None,
@@ -43,10 +77,17 @@ def make_jobs(targets=TARGETS, Ks=KS, seed=0, steps=None, batch_size=None, lr=No
     for K in Ks:
         for name in targets:
             job = dict(recipe(K, steps, batch_size, lr), name=name, K=K, box=box, wall=wall,
-                       seed=[seed, TARGETS.index(name) if name in TARGETS else 99, K],
-                       grid_n=grid_n, kl_samples=kl_samples)
+                       seed=[seed, TARGETS.index(name), K], grid_n=grid_n, kl_samples=kl_samples)
             jobs.append(job)
     return jobs
+
+
+def _cost(job):
+    """A rough cost of a job, to start the longest first: samples × (layers + energy)."""
+    cost = job["steps"] * job["batch_size"] * (job["K"] + 6)
+    if job["population"]:
+        cost += job["population_steps"] * job["population"] * job["population_batch"] * (job["K"] + 6)
+    return cost
 
 
 _queue = None        # a worker's channel for progress reports (set by _init_worker)
@@ -72,9 +113,18 @@ def run_job(job, report=None):
             report((label, t + 1, job["steps"], loss))
 
     start = time.perf_counter()
+    params = None
+    if job["population"]:                    # shallow flows: keep the best of a population
+        members, pop_history = fit(target, job["K"], job["population_steps"], job["population_batch"],
+                                   lr=job["population_lr"], lr_final=job["population_lr_final"],
+                                   anneal_steps=job["population_anneal_steps"], rng=rng,
+                                   progress=False, population=job["population"])
+        tail = pop_history["loss"][-max(1, job["population_steps"] // 10):]
+        best = int(np.argmin(tail.mean(axis=0)))
+        params = {k: v[best] for k, v in members.items()}
     params, history = fit(target, job["K"], job["steps"], job["batch_size"], lr=job["lr"],
                           lr_final=job["lr_final"], anneal_steps=job["anneal_steps"], rng=rng,
-                          progress=False, callback=callback)
+                          params=params, progress=False, callback=callback)
     seconds = time.perf_counter() - start
     log_z = log_partition(target)
     kl, stderr = kl_divergence(params, target, job["kl_samples"], rng, log_z=log_z)
@@ -111,7 +161,7 @@ def run_jobs(jobs, workers=2, progress=True):
         return results
 
     # cost-ordered submission (the longest fits first) keeps both workers busy to the end
-    order = sorted(range(len(jobs)), key=lambda i: -jobs[i]["steps"] * (jobs[i]["K"] + 4) * jobs[i]["batch_size"])
+    order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i]))
     env_keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     saved = {k: os.environ.get(k) for k in env_keys}
     os.environ.update({k: "1" for k in env_keys})            # inherited by the spawned workers
@@ -147,3 +197,34 @@ def true_densities(names, box=4.0, wall=0.2, grid_n=200):
         target = get_target(name, box=box, wall=wall)
         out[name] = target_density_on_grid(target, log_partition(target), 4.0, grid_n)
     return out
+
+
+def compare_seeds(seeds, workers=2):
+    """Run the demo's twelve fits for each seed and print their KL beside the seed's + 0.02."""
+    kls = {}
+    for seed in seeds:
+        start = time.perf_counter()
+        for r in run_jobs(make_jobs(seed=seed), workers=workers, progress=False):
+            kls[(r["name"], r["K"], seed)] = r["kl"]
+        print(f"seed {seed}: {time.perf_counter() - start:.1f} s", flush=True)
+    print("\ntarget   K   reference+0.02  " + "".join(f"  seed {s:<3}" for s in seeds))
+    misses = 0
+    for K in KS:
+        for name in TARGETS:
+            bar = SEED_KL[(name, K)] + 0.02
+            cells = []
+            for s in seeds:
+                ok = kls[(name, K, s)] <= bar
+                misses += not ok
+                cells.append(f"{kls[(name, K, s)]:8.4f}{' ' if ok else '✗'}")
+            print(f"{name:>6} {K:3d}   {bar:14.3f}  " + "  ".join(cells))
+    print(f"\n{misses} of {len(seeds) * len(KS) * len(TARGETS)} fits above the reference + 0.02 nats (✗)")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the Figure 3 fits for several seeds and "
+                                     "compare their exact KL with the reference implementation's.")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    compare_seeds(parser.parse_args().seeds)

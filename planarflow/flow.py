@@ -129,12 +129,13 @@ def sample(params, n, rng=None):
     rng = make_rng(rng)
     z0 = rng.standard_normal((n, d))
     # the fused forward (flow_forward's arithmetic, arranged for speed), in chunks of samples
-    uh, sp, _ = u_hat_forward(params["u"], params["w"])
+    uh, sp, _ = u_hat_forward(params["u"][None], params["w"][None])   # a population of one
     z = np.empty((n, d))
     log_q = std_normal_log_density(z0)
     ws = Workspace()
     for i in range(0, n, SAMPLE_CHUNK):
-        z[i:i + SAMPLE_CHUNK], sum_logdet, _ = fused_forward(
-            z0[i:i + SAMPLE_CHUNK], uh, sp, params["w"], params["b"], ws)
-        log_q[i:i + SAMPLE_CHUNK] -= sum_logdet
+        zi, sum_logdet, _ = fused_forward(z0[None, i:i + SAMPLE_CHUNK], uh, sp,
+                                          params["w"][None], params["b"][None], ws)
+        z[i:i + SAMPLE_CHUNK] = zi[0]
+        log_q[i:i + SAMPLE_CHUNK] -= sum_logdet[0]
     return z, log_q

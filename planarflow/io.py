@@ -165,14 +165,15 @@ def _from_json(x):
     return x
 
 
-def save_checkpoint(path, params, adam, history, rng, meta):
-    """Atomically write a training checkpoint (see ``fit(checkpoint=...)``)."""
-    meta = dict(meta, adam_t=adam.t, rng_state=_json_ready(rng.bit_generator.state))
+def save_checkpoint(path, params, adam_m, adam_v, adam_t, history, rng, meta):
+    """Atomically write a training checkpoint (see ``fit(checkpoint=...)``): the parameters,
+    Adam's moments (dicts shaped like params) and step count, the history, the generator."""
+    meta = dict(meta, adam_t=adam_t, rng_state=_json_ready(rng.bit_generator.state))
     text = json.dumps(meta).encode("utf-8")
     arrays = {k: params[k] for k in PARAM_KEYS}
     for k in PARAM_KEYS:
-        arrays["adam_m_" + k] = adam.m.get(k, np.zeros_like(params[k]))
-        arrays["adam_v_" + k] = adam.v.get(k, np.zeros_like(params[k]))
+        arrays["adam_m_" + k] = adam_m[k]
+        arrays["adam_v_" + k] = adam_v[k]
     for k in ("loss", "beta", "lr"):
         arrays[k] = np.asarray(history[k], dtype=np.float64)
     arrays["meta"] = np.frombuffer(text, dtype=np.uint8)

@@ -12,7 +12,7 @@ same order.
 
 import numpy as np
 
-from .numerics import planar_D, sigmoid, softplus, tanh_derivative
+from .numerics import planar_D, sigmoid_pair, softplus, tanh_derivative
 from .validation import as_array, as_float
 
 
@@ -66,10 +66,9 @@ def u_hat_backward(du_hat, dsp, cache):
     Returns ``(du, dw)`` with the shapes of ``u`` and ``w``.
     """
     u, w, alpha, sq, c = cache
-    sig = sigmoid(alpha)                           # σ = m'(α)
-    sig_m1 = -sigmoid(-alpha)                      # σ − 1, without cancellation
+    sig, sig_neg = sigmoid_pair(alpha)             # σ = m'(α) and 1 − σ = σ(−α)
     gw = np.sum(du_hat * w, axis=-1)               # gû·w           (...,)
-    k = (gw * sig_m1 / sq)[..., None]              # (gû·w)(σ − 1)/‖w‖²
+    k = (-gw * sig_neg / sq)[..., None]            # (gû·w)(σ − 1)/‖w‖²
     gs = (dsp * sig)[..., None]                    # gsp·σ
     du = du_hat + k * w + gs * w
     dw = c[..., None] * du_hat + k * u - (2.0 * gw * c / sq)[..., None] * w + gs * u

@@ -1,7 +1,7 @@
 """Stable numerics, each written once and used everywhere.
 
 softplus(x) = log(1 + eˣ)       via np.logaddexp(0, x): no overflow for x ≫ 0, no log(1) = 0 loss for x ≪ 0
-sigmoid(x)  = 1 / (1 + e⁻ˣ)     via r = e^{−|x|} ≤ 1: no overflow for any x
+sigmoid_pair(x) = (σ(x), σ(−x))  σ(x) = 1/(1 + e⁻ˣ) via r = e^{−|x|} ≤ 1: no overflow for any x
 tanh_derivative(a)              h'(a) = sech²(a) without the cancellation of 1 − tanh²
 planar_D(t, hp, sp)             the positive form of 1 + h'(a)·wᵀû
 """
@@ -16,13 +16,18 @@ def softplus(x):
     return np.logaddexp(0.0, x)
 
 
-def sigmoid(x):
-    """σ(x) = 1/(1 + e⁻ˣ), finite, warning-free and accurate in relative terms for every x.
+def sigmoid_pair(x):
+    """(σ(x), σ(−x)) from one exponential, both accurate in relative terms for every x.
 
-    With r = e^{−|x|} ∈ (0, 1]:  σ(x) = 1/(1 + r) for x ≥ 0 and r/(1 + r) for x < 0.
+    With r = e^{−|x|} ∈ (0, 1] (which never overflows), the larger of the two is 1/(1 + r) and
+    the smaller r/(1 + r); which is which depends on the sign of x. (1 − σ(x) would lose every
+    digit of σ(−x) for x > 37.)
     """
     r = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0, r) / (1.0 + r)
+    big = 1.0 / (1.0 + r)
+    small = r * big
+    pos = x >= 0
+    return np.where(pos, big, small), np.where(pos, small, big)
 
 
 def tanh_derivative(a):
@@ -51,7 +56,7 @@ def planar_D(t, hp, sp):
 
 
 def planar_sum_logdet(D, sp):
-    """Σ_k log D_k over the layers (axis 0) for D of shape (K, N); returns (N,).
+    """Σ_k log D_k over the layers (axis 0) for D of shape (K, …, N) and sp of shape (K, …).
 
     Computed as log Π_k D_k — one log per sample instead of K, and logs are the costliest
     operation of a training step — whenever the product cannot leave float64's range.
@@ -61,7 +66,7 @@ def planar_sum_logdet(D, sp):
     safely inside float64's normal range (e^{±708}); the product's relative error is then at
     most K·ε, the same order as summing K rounded logs. Otherwise the logs are summed directly.
     """
-    if np.all(sp > 0) and np.sum(np.abs(np.log(sp))) < 600.0:
+    if np.all(sp > 0) and np.max(np.sum(np.abs(np.log(sp)), axis=0)) < 600.0:
         return np.log(np.prod(D, axis=0))
     return np.sum(np.log(D), axis=0)
 

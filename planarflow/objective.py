@@ -66,19 +66,28 @@ def reverse_kl(params, z0, target, beta=1.0):
 
 
 def _reverse_kl(params, z0, target, beta, ws=None):
-    """reverse_kl without the argument checks: the training loop's hot path.
+    """reverse_kl without the argument checks: the training loop's hot path (one flow)."""
+    members = {k: v[None] for k, v in params.items()}              # a population of one
+    losses, grads = _reverse_kl_members(members, z0[None], target, beta, ws)
+    return float(losses[0]), {k: g[0] for k, g in grads.items()}
 
-    The flow runs through fused_forward/fused_backward, which compute what
+
+def _reverse_kl_members(params, z0, target, beta, ws=None):
+    """The loss and gradient of each of P flows: params u, w (P, K, d), b (P, K); z0 (P, N, d).
+
+    The flows run through fused_forward/fused_backward, which compute what
     flow_forward/flow_backward compute (the tests check it), arranged for speed; û and sp for
-    all layers come from one call of u_hat_forward on the (K, d) arrays. ``ws`` is the
-    fused code's Workspace, kept by the training loop from step to step.
+    all layers come from one call of u_hat_forward on the (P, K, d) arrays. ``ws`` is the fused
+    code's Workspace, kept by the training loop from step to step. Returns losses (P,) and a
+    dict of gradients shaped like params; the gradient of member p depends on member p only.
     """
-    N = z0.shape[0]
-    uh, sp, uh_cache = u_hat_forward(params["u"], params["w"])       # (K, d), (K,)
+    P, N, d = z0.shape
+    uh, sp, uh_cache = u_hat_forward(params["u"], params["w"])       # (P, K, d), (P, K)
     zK, sum_logdet, cache = fused_forward(z0, uh, sp, params["w"], params["b"], ws)
-    U, gU = energy_and_grad(target, zK)
-    loss = float(np.mean(std_normal_log_density(z0) - sum_logdet + beta * U))
-    dzK = (beta / N) * gU                          # ∂L/∂z_K       (N, d)
+    U, gU = energy_and_grad(target, zK.reshape(P * N, d))            # all members' points
+    losses = np.mean(std_normal_log_density(z0.reshape(P * N, d)).reshape(P, N) - sum_logdet
+                     + beta * U.reshape(P, N), axis=1)
+    dzK = (beta / N) * gU.reshape(P, N, d)         # ∂L/∂z_K        (P, N, d)
     _, du_hat, dsp, dw, db = fused_backward(dzK, -1.0 / N, cache)   # ∂L/∂logdet_k = −1/N
     du, dw_uh = u_hat_backward(du_hat, dsp, uh_cache)
-    return loss, {"u": du, "w": dw + dw_uh, "b": db}
+    return losses, {"u": du, "w": dw + dw_uh, "b": db}

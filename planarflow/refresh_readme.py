@@ -20,6 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name -> the command whose output fills the block (run from ROOT)
 COMMANDS = {
     "demo": ["python", "demo.py", "--out", "docs/figure3.png"],
+    "benchmark": ["python", "-m", "planarflow.benchmark"],
+    "seeds": ["python", "-m", "planarflow.experiment", "--seeds", "0", "1", "2"],
 }
 
 

@@ -35,6 +35,7 @@ paper's formulas exactly.
 
 import numpy as np
 
+from .numerics import sigmoid_pair
 from .validation import as_array, as_float, check_points
 
 HALF_PI = 0.5 * np.pi
@@ -53,14 +54,9 @@ def _w2(z1):
 
 
 def _w3(z1):
-    """w₃ = 3·σ(x), x = (z₁ − 1)/0.3, and dw₃/dz₁ = 3·σ(x)·σ(−x)/0.3.
-
-    With r = e^{−|x|}: σ(x)·σ(−x) = r/(1 + r)² for either sign of x.
-    """
-    x = (z1 - 1.0) / 0.3
-    r = np.exp(-np.abs(x))
-    inv = 1.0 / (1.0 + r)
-    return 3.0 * np.where(x >= 0, inv, r * inv), (10.0 * r) * (inv * inv)     # 3/0.3 = 10
+    """w₃ = 3·σ(x), x = (z₁ − 1)/0.3, and dw₃/dz₁ = 3·σ(x)·σ(−x)/0.3."""
+    s, s_neg = sigmoid_pair((z1 - 1.0) / 0.3)
+    return 3.0 * s, 10.0 * s * s_neg                    # 3/0.3 = 10
 
 
 def _neg_logaddexp(e1, e2):
@@ -170,7 +166,7 @@ class PaperTarget:
     def _energy_and_grad(self, z):
         """U(z) and ∇U(z) without argument checks (the training loop's entry)."""
         U, g = self._fn(z)
-        if self.box is not None:
+        if self.box is not None and np.max(np.abs(z)) > self.box:   # the wall is 0 inside the box
             Uw, gw = box_wall(z, self.box, self.wall)
             U, g = U + Uw, g + gw
         return U, g

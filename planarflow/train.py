@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .io import load_checkpoint, save_checkpoint
-from .objective import _reverse_kl
+from .objective import _reverse_kl_members
 from .optim import Adam
 from .progress import Progress
 from .validation import as_float, as_int, check_params, check_target, make_rng, PARAM_KEYS
@@ -59,7 +59,7 @@ def lr_schedule(t, steps, lr, lr_final):
 
 def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, params=None,
         lr_final=None, progress=True, callback=None, checkpoint=None, checkpoint_every=1000,
-        resume=None, label=None):
+        resume=None, label=None, population=None):
     """Fit a K-layer planar flow to ``target`` by minimising the reverse KL with Adam.
 
     Parameters
@@ -80,11 +80,17 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     resume : optional path of such a checkpoint; the run continues from it and ends exactly as
         the uninterrupted run with the same arguments would
     label : optional text for progress lines
+    population : optional int P ≥ 1; train P independent flows at once (each with its own
+        initialisation and its own batch of noise) and return them all. Adam updates every
+        parameter on its own, so this is exactly P separate runs — but one NumPy call serves all
+        P flows, which for small K costs little more than one run (see fused.py). Not combined
+        with params, checkpoint or resume.
 
     Returns
     -------
-    params : dict u (K, d), w (K, d), b (K,)
-    history : dict of float64 arrays, one entry per step: ``loss``, ``beta``, ``lr``
+    params : dict u (K, d), w (K, d), b (K,); with a population, u, w (P, K, d), b (P, K)
+    history : dict of float64 arrays, one entry per step: ``loss`` (steps,) — (steps, P) with
+        a population — ``beta`` and ``lr``
 
     Raises
     ------
@@ -105,6 +111,10 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     checkpoint_every = as_int(checkpoint_every, "checkpoint_every")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
+    if population is not None:
+        population = as_int(population, "population")
+        if params is not None or checkpoint is not None or resume is not None:
+            raise ValueError("population: cannot be combined with params, checkpoint or resume")
     label = label or f"{getattr(target, 'name', 'target')} K={K}"
     settings = {"K": K, "dim": dim, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
                 "anneal_steps": anneal_steps, "steps": steps}
@@ -115,40 +125,49 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         params, rng, start = _resume(resume, settings, adam, history)
     else:
         rng = make_rng(rng)
-        if params is None:
+        start = 0
+        if population is not None:
+            members = [init_params(K, dim, rng) for _ in range(population)]
+            params = {k: np.stack([m[k] for m in members]) for k in PARAM_KEYS}   # (P, K, d)
+        elif params is None:
             params = init_params(K, dim, rng)
         else:
             params, pK, pd = check_params(params)
             if (pK, pd) != (K, dim):
                 raise ValueError(f"params: expected K = {K} layers in {dim} dimensions, got K = {pK}, d = {pd}")
-        params = {k: params[k].copy() for k in PARAM_KEYS}
-        start = 0
+            params = {k: params[k].copy() for k in PARAM_KEYS}
+    P = population or 1
+    # the training step works on a population; a single flow is a population of one, whose
+    # arrays are views of params (so Adam's in-place updates reach params)
+    members = params if population else {k: params[k][None] for k in PARAM_KEYS}
+    adam.m = {k: m[None] for k, m in adam.m.items()} if not population else adam.m
+    adam.v = {k: v[None] for k, v in adam.v.items()} if not population else adam.v
 
     report = Progress(enabled=progress)
     ws = Workspace()
-    last_good = {k: v.copy() for k, v in params.items()}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for t in range(start, steps):
             beta = beta_schedule(t, anneal_steps)
             adam.lr = lr_schedule(t, steps, lr, lr_final)
-            z0 = rng.standard_normal((batch_size, dim))
-            loss, grads = _reverse_kl(params, z0, target, beta, ws)
-            total = loss + sum(float(np.sum(g)) for g in grads.values())
-            if not math.isfinite(total):
+            z0 = rng.standard_normal((P, batch_size, dim))
+            losses, grads = _reverse_kl_members(members, z0, target, beta, ws)
+            # One check of everything: a NaN or ±inf anywhere makes the sum non-finite. The
+            # parameters are still the finite ones this step started from; and with a finite
+            # gradient an Adam step cannot make them non-finite (|Δθ| ≤ lr·(1 − β₁)/√(1 − β₂)).
+            if not math.isfinite(float(losses.sum() + grads["u"].sum() + grads["w"].sum() + grads["b"].sum())):
                 _diverged(t, "the loss or its gradient is not finite", history, params, lr, anneal_steps)
-            for k in PARAM_KEYS:
-                last_good[k][...] = params[k]
-            adam.step(params, grads)
-            if not all(np.all(np.isfinite(params[k])) for k in PARAM_KEYS):
-                _diverged(t, "an Adam step made the parameters non-finite", history, last_good, lr, anneal_steps)
+            adam.step(members, grads)
+            loss = losses if population else float(losses[0])
             history["loss"].append(loss)
             history["beta"].append(beta)
             history["lr"].append(adam.lr)
             if checkpoint is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
-                save_checkpoint(checkpoint, params, adam, history, rng, dict(settings, step=t + 1))
+                save_checkpoint(checkpoint, params, {k: m[0] for k, m in adam.m.items()},
+                                {k: v[0] for k, v in adam.v.items()}, adam.t, history, rng,
+                                dict(settings, step=t + 1))
             if callback is not None:
                 callback(t, loss, beta)
-            report.update(f"{label}: step {t + 1}/{steps}  loss {loss:+.4f}  β {beta:.2f}  "
+            report.update(f"{label}: step {t + 1}/{steps}  loss {np.min(loss):+.4f}  β {beta:.2f}  "
                           f"({report.elapsed():.0f} s)")
     report.close()
     return params, {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}

@@ -84,3 +84,13 @@ def test_user_target_in_3d_can_be_fitted():
     params, history = fit(Quadratic(), K=3, steps=300, batch_size=128, rng=0, progress=False)
     assert params["u"].shape == (3, 3)
     assert history["loss"][-50:].mean() < history["loss"][:50].mean()
+
+
+def test_fit_with_a_population_returns_every_member_and_its_history():
+    params, history = fit(get_target("U3"), K=2, steps=50, batch_size=32, rng=0, progress=False,
+                          population=5)
+    assert params["u"].shape == (5, 2, 2) and params["b"].shape == (5, 2)
+    assert history["loss"].shape == (50, 5)
+    assert len({float(x) for x in params["b"][:, 0]}) == 5          # five different flows
+    with pytest.raises(ValueError, match="population"):
+        fit(get_target("U3"), K=2, steps=5, batch_size=8, population=2, params=params)
