@@ -9,7 +9,7 @@
 
 import numpy as np
 
-from .validation import as_float
+from .validation import as_array, as_float
 
 
 class Adam:
@@ -29,9 +29,25 @@ class Adam:
         self.v = {}
 
     def step(self, params, grads):
-        """One Adam update of every array in ``params`` (in place) from ``grads`` (same keys)."""
+        """One Adam update of every array in ``params`` (in place) from ``grads`` (same keys).
+
+        ``params`` must hold float64 arrays (they are updated in place); ``grads`` arrays of the
+        same shapes, finite.
+        """
+        if not isinstance(params, dict) or not isinstance(grads, dict):
+            raise TypeError("params, grads: expected dicts of arrays")
         if set(grads) != set(params):
             raise ValueError(f"grads: expected the keys of params {sorted(params)}, got {sorted(grads)}")
+        for key, theta in params.items():
+            if not isinstance(theta, np.ndarray) or theta.dtype != np.float64:
+                raise TypeError(f"params[{key!r}]: expected a float64 ndarray (updated in place), "
+                                f"got {type(theta).__name__}")
+            g = as_array(grads[key], f"grads[{key!r}]", shape=theta.shape)
+            grads = dict(grads, **{key: g})
+        self._step(params, grads)
+
+    def _step(self, params, grads):
+        """step without the argument checks (the training loop checks once, before it starts)."""
         self.t += 1
         bias1 = 1.0 - self.beta1 ** self.t              # bias corrections
         bias2 = 1.0 - self.beta2 ** self.t

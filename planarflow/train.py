@@ -59,7 +59,7 @@ def lr_schedule(t, steps, lr, lr_final):
 
 def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, params=None,
         lr_final=None, progress=True, callback=None, checkpoint=None, checkpoint_every=1000,
-        resume=None, label=None, population=None):
+        resume=None, label=None, population=None, dim=None):
     """Fit a K-layer planar flow to ``target`` by minimising the reverse KL with Adam.
 
     Parameters
@@ -80,6 +80,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     resume : optional path of such a checkpoint; the run continues from it and ends exactly as
         the uninterrupted run with the same arguments would
     label : optional text for progress lines
+    dim : the dimension d; by default the target's ``dim`` attribute, or 2 if it has none
     population : optional int P ≥ 1; train P independent flows at once (each with its own
         initialisation and its own batch of noise) and return them all. Adam updates every
         parameter on its own, so this is exactly P separate runs — but one NumPy call serves all
@@ -97,9 +98,11 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     TrainingDiverged
         when a loss or gradient is not finite; it carries the last finite parameters.
     """
-    check_target(target)
-    dim = getattr(target, "dim", 2)
-    dim = as_int(dim, "target.dim")
+    if dim is None:
+        dim = as_int(getattr(target, "dim", 2), "target.dim")
+    else:
+        dim = as_int(dim, "dim")
+    check_target(target, dim=dim)
     K = as_int(K, "K")
     steps = as_int(steps, "steps")
     batch_size = as_int(batch_size, "batch_size")
@@ -156,7 +159,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
             # gradient an Adam step cannot make them non-finite (|Δθ| ≤ lr·(1 − β₁)/√(1 − β₂)).
             if not math.isfinite(float(losses.sum() + grads["u"].sum() + grads["w"].sum() + grads["b"].sum())):
                 _diverged(t, "the loss or its gradient is not finite", history, params, lr, anneal_steps)
-            adam.step(members, grads)
+            adam._step(members, grads)
             loss = losses if population else float(losses[0])
             history["loss"].append(loss)
             history["beta"].append(beta)

@@ -10,6 +10,7 @@ import operator
 import numpy as np
 
 PARAM_KEYS = ("u", "w", "b")
+MIN_WTU = -730.0       # below this softplus(wᵀu) = 1 + wᵀû nears the float64 minimum: singular
 
 
 def _describe(x):
@@ -53,12 +54,10 @@ def as_array(x, name, ndim=None, shape=None, finite=True):
 
 
 def as_int(x, name, minimum=1):
-    """Return ``x`` as a Python int ≥ ``minimum`` (bools and non-integral floats are refused)."""
-    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
-        if isinstance(x, float) and x.is_integer() and np.isfinite(x):
-            x = int(x)
-        else:
-            raise TypeError(f"{name}: expected an integer >= {minimum}, got {_describe(x)}")
+    """Return ``x`` as a Python int ≥ ``minimum``; floats (even 3.0) and bools are refused, as
+    NumPy refuses them for sizes."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer >= {minimum}, got {_describe(x)}")
     x = operator.index(x)
     if x < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {x}")
@@ -86,7 +85,9 @@ def check_params(params, name="params"):
     """Validate a parameter dict and return it as float64 arrays with (K, d) read off it.
 
     Expected exactly the keys ``u`` (K, d), ``w`` (K, d), ``b`` (K,), all finite, every row of
-    ``w`` non-zero (û divides by ‖w‖², so w = 0 is a layer with no defined û).
+    ``w`` non-zero (û divides by ‖w‖², so w = 0 is a layer with no defined û), and every
+    wᵀu ≥ −730: below that softplus(wᵀu) = 1 + wᵀû underflows towards 0 and the layer is
+    numerically singular (its log-det −∞ where tanh(a) = 0).
     Returns ``(params, K, d)``; the arrays are the caller's own when already float64.
     """
     if not isinstance(params, dict):
@@ -113,6 +114,13 @@ def check_params(params, name="params"):
         raise ValueError(
             f"{name}['w']: expected every row non-zero (û divides by ‖w‖²), "
             f"got ‖w‖² = 0 in layer {k}"
+        )
+    wtu = np.einsum("kd,kd->k", w, u)
+    if np.any(wtu < MIN_WTU):
+        k = int(np.argmin(wtu))
+        raise ValueError(
+            f"{name}: expected wᵀu >= {MIN_WTU:g} in every layer (below it the layer is numerically "
+            f"singular: softplus(wᵀu) = 1 + wᵀû underflows), got wᵀu = {wtu[k]:.4g} in layer {k}"
         )
     out = params if all(params[k] is arr for k, arr in zip(PARAM_KEYS, (u, w, b))) else {"u": u, "w": w, "b": b}
     return out, K, d

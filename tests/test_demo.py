@@ -22,3 +22,21 @@ def test_demo_quick_runs_and_writes_a_png(tmp_path):
     assert len(os.listdir(tmp_path / "flows")) == 12
     for name in ["U1", "U2", "U3", "U4"]:
         assert name in res.stdout
+
+
+import pytest
+
+
+@pytest.mark.parametrize("args, word", [
+    (["--K", "0"], "--K"), (["--K", "two"], "--K"), (["--targets", "U9"], "--targets"),
+    (["--steps", "-1"], "--steps"), (["--steps", "1.5"], "--steps"), (["--batch-size", "0"], "--batch-size"),
+    (["--lr", "0"], "--lr"), (["--lr", "nan"], "--lr"), (["--lr", "inf"], "--lr"), (["--seed", "x"], "--seed"),
+    (["--out", "/no/such/folder/fig.png"], "--out"), (["--out", "/tmp"], "--out"),
+    (["--save-dir", __file__], "--save-dir"), (["--workers", "0"], "--workers"), (["--bogus"], "unrecognized"),
+])
+def test_demo_rejects_bad_flags_with_one_line_and_status_2(args, word):
+    res = run_demo(*args, timeout=60)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and word in lines[0], res.stderr
+    assert res.stdout == ""                                     # nothing started
