@@ -79,6 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", type=writable_file, default="figure3.png", help="figure path (default: figure3.png)")
     p.add_argument("--save-dir", metavar="DIR", help="write each fit's parameters to DIR/{target}_K{K}.npz")
+    p.add_argument("--layers-target", type=target_name, default="U1", metavar="U",
+                   help="target whose deepest flow is drawn layer by layer (default: U1)")
     p.add_argument("--workers", type=positive_int, default=2, help="processes (default: 2)")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     args = p.parse_args(argv)
@@ -93,15 +95,29 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    quick = dict(steps=300, batch_size=256, grid_n=80, kl_samples=20_000) if args.quick else {}
+    quick = dict(steps=300, batch_size=256, grid_n=80, kl_samples=20_000, layers_grid_n=60) if args.quick else {}
     jobs = make_jobs(args.targets, args.K, seed=args.seed,
                      steps=args.steps or quick.get("steps"),
                      batch_size=args.batch_size or quick.get("batch_size"), lr=args.lr,
-                     grid_n=quick.get("grid_n", 200), kl_samples=quick.get("kl_samples", 100_000))
+                     grid_n=quick.get("grid_n", 200), kl_samples=quick.get("kl_samples", 100_000),
+                     layers_target=args.layers_target if args.layers_target in args.targets else None,
+                     layers_grid_n=quick.get("layers_grid_n", 120))
     print(f"Fitting {len(jobs)} planar flows ({', '.join(args.targets)} × K = "
           f"{', '.join(map(str, args.K))}) on {min(args.workers, len(jobs))} processes ...", flush=True)
     start = time.perf_counter()
-    results = run_jobs(jobs, workers=args.workers)
+    stem, _ = os.path.splitext(args.out)
+    written = [args.out, stem + "_training.png"]
+
+    def draw_layers(r):
+        """The layer-by-layer pictures, drawn as soon as their fit is done."""
+        if "layer_densities" in r:
+            from planarflow.plotting import layers_figure, layers_gif
+
+            layers_figure(r["params"], r["layer_densities"], r["name"], stem + "_layers.png")
+            layers_gif(r["params"], r["layer_densities"], r["name"], stem + "_layers.gif")
+            written.extend([stem + "_layers.png", stem + "_layers.gif"])
+
+    results = run_jobs(jobs, workers=args.workers, on_result=draw_layers)
 
     print()
     print("target   K            steps   final loss   floor −log Z   KL (nats)          ESS/n   seconds")
@@ -114,15 +130,16 @@ def main(argv=None):
     truth = true_densities(args.targets, grid_n=jobs[0]["grid_n"])
     rows = [{"name": name, "true": truth[name],
              "fits": {r["K"]: r for r in results if r["name"] == name}} for name in args.targets]
-    from planarflow.plotting import figure3
+    from planarflow.plotting import figure3, training_curves
 
     figure3(rows, args.K, args.out)
+    training_curves(results, args.K, args.targets, written[1])
     if args.save_dir is not None:
         os.makedirs(args.save_dir, exist_ok=True)
         for r in results:
             save(os.path.join(args.save_dir, f"{r['name']}_K{r['K']}.npz"), r["params"])
     print(f"""
-Done in {time.perf_counter() - start:.1f} s. Figure: {shown(args.out)}{
+Done in {time.perf_counter() - start:.1f} s. Figures: {", ".join(shown(w) for w in written)}{
     chr(10) + "Parameters: " + shown(args.save_dir) if args.save_dir else ""}
 
 How to read the table:

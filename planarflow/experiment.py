@@ -61,9 +61,9 @@ def recipe(K, steps=None, batch_size=None, lr=None):
         return {"steps": steps, "batch_size": batch_size, "lr": lr, "lr_final": 0.01 * lr,
                 "anneal_steps": max(1, steps // 4), "population": None}
     lr = 1e-2 if lr is None else lr
-    default_final = 2500 if K <= 2 else 3500
+    default_final = 2000 if K <= 2 else 3000
     final = default_final if steps is None else steps
-    first = max(1, round((1500 if K <= 2 else 1200) * final / default_final))
+    first = max(1, round((1200 if K <= 2 else 1000) * final / default_final))
     return {"steps": final, "batch_size": batch_size, "lr": lr, "lr_final": 0.02 * lr,
             "anneal_steps": 0, "population": 32 if K <= 2 else 16, "population_steps": first,
             "population_batch": min(256, batch_size), "population_lr": 5 * lr,
@@ -71,13 +71,18 @@ def recipe(K, steps=None, batch_size=None, lr=None):
 
 
 def make_jobs(targets=TARGETS, Ks=KS, seed=0, steps=None, batch_size=None, lr=None,
-              grid_n=200, kl_samples=100_000, box=4.0, wall=0.2):
-    """One job per (target, K); each gets its own seed, derived from (seed, target, K)."""
+              grid_n=200, kl_samples=100_000, box=4.0, wall=0.2, layers_target=None, layers_grid_n=120):
+    """One job per (target, K); each gets its own seed, derived from (seed, target, K).
+
+    The job of ``layers_target`` with the largest K also records the density after each number
+    of layers (for the layer-by-layer pictures), on a layers_grid_n² grid.
+    """
     jobs = []
     for K in Ks:
         for name in targets:
             job = dict(recipe(K, steps, batch_size, lr), name=name, K=K, box=box, wall=wall,
-                       seed=[seed, TARGETS.index(name), K], grid_n=grid_n, kl_samples=kl_samples)
+                       seed=[seed, TARGETS.index(name), K], grid_n=grid_n, kl_samples=kl_samples,
+                       layers=(name == layers_target and K == max(Ks)), layers_grid_n=layers_grid_n)
             jobs.append(job)
     return jobs
 
@@ -99,47 +104,65 @@ def _init_worker(q):
 
 
 def run_job(job, report=None):
-    """Fit one (target, K) and score it; returns a dict of plain arrays and numbers."""
+    """Fit one (target, K) and score it; returns a dict of plain arrays and numbers.
+
+    The result holds the parameters, the training curve (loss and β of every step; for a
+    population, its best member's steps first — ``switch`` marks where refining began), the time,
+    log Z, the exact KL ± standard error, ESS/n, the density on the plotting grid, and, when
+    ``job["layers"]`` is set, the density after each number of layers (``layer_densities``).
+    """
     target = get_target(job["name"], box=job["box"], wall=job["wall"])
     rng = np.random.default_rng(job["seed"])
     label = f"{job['name']} K={job['K']}"
     report = report or (_queue.put if _queue is not None else None)
+    first = job["population_steps"] if job["population"] else 0
+    total = first + job["steps"]
     last = [0.0]
 
-    def callback(t, loss, beta):
-        now = time.perf_counter()
-        if report is not None and (now - last[0] > 0.5 or t + 1 == job["steps"]):
-            last[0] = now
-            report((label, t + 1, job["steps"], loss))
+    def progress(offset):
+        def callback(t, loss, beta):
+            now = time.perf_counter()
+            if report is not None and (now - last[0] > 0.5 or offset + t + 1 == total):
+                last[0] = now
+                report((label, offset + t + 1, total, np.min(loss)))
+        return callback
 
     start = time.perf_counter()
-    params = None
+    params, curve_loss, curve_beta = None, [], []
     if job["population"]:                    # shallow flows: keep the best of a population
-        members, pop_history = fit(target, job["K"], job["population_steps"], job["population_batch"],
-                                   lr=job["population_lr"], lr_final=job["population_lr_final"],
-                                   anneal_steps=job["population_anneal_steps"], rng=rng,
-                                   progress=False, population=job["population"])
-        tail = pop_history["loss"][-max(1, job["population_steps"] // 10):]
-        best = int(np.argmin(tail.mean(axis=0)))
+        members, pop = fit(target, job["K"], first, job["population_batch"], lr=job["population_lr"],
+                           lr_final=job["population_lr_final"], anneal_steps=job["population_anneal_steps"],
+                           rng=rng, progress=False, population=job["population"], callback=progress(0))
+        best = int(np.argmin(pop["loss"][-max(1, first // 10):].mean(axis=0)))
         params = {k: v[best] for k, v in members.items()}
+        curve_loss, curve_beta = [pop["loss"][:, best]], [pop["beta"]]
     params, history = fit(target, job["K"], job["steps"], job["batch_size"], lr=job["lr"],
                           lr_final=job["lr_final"], anneal_steps=job["anneal_steps"], rng=rng,
-                          params=params, progress=False, callback=callback)
+                          params=params, progress=False, callback=progress(first))
     seconds = time.perf_counter() - start
     log_z = log_partition(target)
     kl, stderr = kl_divergence(params, target, job["kl_samples"], rng, log_z=log_z)
     _, ess = importance_log_z(params, target, job["kl_samples"], rng)
-    return {"name": job["name"], "K": job["K"], "params": params, "history": history,
-            "seconds": seconds, "log_z": log_z, "kl": kl, "stderr": stderr, "ess": ess,
-            "density": flow_density_on_grid(params, 4.0, job["grid_n"])}
+    result = {"name": job["name"], "K": job["K"], "params": params, "history": history,
+              "curve": {"loss": np.concatenate(curve_loss + [history["loss"]]),
+                        "beta": np.concatenate(curve_beta + [history["beta"]]),
+                        "switch": first if job["population"] else None},
+              "seconds": seconds, "log_z": log_z, "kl": kl, "stderr": stderr, "ess": ess,
+              "density": flow_density_on_grid(params, 4.0, job["grid_n"])}
+    if job.get("layers"):
+        result["layer_densities"] = [flow_density_on_grid(params, 4.0, job["layers_grid_n"], layers=k)
+                                     for k in range(job["K"] + 1)]
+    return result
 
 
-def run_jobs(jobs, workers=2, progress=True):
+def run_jobs(jobs, workers=2, progress=True, on_result=None):
     """Run jobs on ``workers`` processes (1: in this process); results in the order of ``jobs``.
 
     Workers are started with the "spawn" method and single-threaded BLAS (each fit is
     sequential; two BLAS thread pools per core would only compete). A status line is printed
-    every few seconds.
+    every few seconds. ``on_result(result)``, if given, is called in this process as soon as
+    each job's result arrives (the demo draws its layer-by-layer pictures there while the
+    other fits run).
     """
     report = Progress(enabled=progress)
     status = {}
@@ -156,7 +179,11 @@ def run_jobs(jobs, workers=2, progress=True):
         show()
 
     if workers <= 1 or len(jobs) <= 1:
-        results = [run_job(job, report=note) for job in jobs]
+        results = []
+        for job in jobs:
+            results.append(run_job(job, report=note))
+            if on_result is not None:
+                on_result(results[-1])
         report.close()
         return results
 
@@ -179,6 +206,8 @@ def run_jobs(jobs, workers=2, progress=True):
                     pass
                 for i in [i for i, r in pending.items() if r.ready()]:
                     results[i] = pending.pop(i).get()
+                    if on_result is not None:
+                        on_result(results[i])
                 show()
     finally:
         for k, v in saved.items():

@@ -22,9 +22,16 @@ def grid(limit=4.0, n=200):
     return x, np.column_stack([z1.ravel(), z2.ravel()])
 
 
-def flow_density_on_grid(params, limit=4.0, n=200):
-    """q_K on the plotting grid, from the exact log_prob; returns (n, n) with rows = z₂."""
+def flow_density_on_grid(params, limit=4.0, n=200, layers=None):
+    """q_K on the plotting grid, from the exact log_prob; returns (n, n) with rows = z₂.
+
+    ``layers=k`` draws the density after the first k layers only (k = 0: q₀ = N(0, I)).
+    """
     _, pts = grid(limit, n)
+    if layers is not None:
+        if layers == 0:
+            return np.exp(-0.5 * np.sum(pts ** 2, axis=1) - np.log(2 * np.pi)).reshape(n, n)
+        params = {key: v[:layers] for key, v in params.items()}
     return np.exp(log_prob(params, pts)).reshape(n, n)
 
 
@@ -81,4 +88,118 @@ def figure3(rows, Ks, path, limit=4.0):
                  "z₁ →, z₂ ↑, box (−4, 4)²", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def training_curves(results, Ks, names, path, window=50):
+    """Loss against step for each (target, K): the floor −log Z as a line, the annealing phase
+    (β < 1) shaded, the population phase marked, the final exact KL written on the panel.
+
+    ``results`` are experiment.run_job results. The loss of one step is noisy (one batch); the
+    line is its running mean over ``window`` steps, the raw values faint behind it.
+    """
+    plt = _pyplot()
+    by_key = {(r["name"], r["K"]): r for r in results}
+    fig, axes = plt.subplots(len(names), len(Ks), figsize=(3.2 * len(Ks), 2.3 * len(names) + 0.5),
+                             squeeze=False)
+    for i, name in enumerate(names):
+        for j, K in enumerate(Ks):
+            ax, r = axes[i, j], by_key[(name, K)]
+            loss, beta = r["curve"]["loss"], r["curve"]["beta"]
+            steps = np.arange(1, loss.size + 1)
+            floor = -r["log_z"]
+            ax.plot(steps, loss, color="0.8", lw=0.5)
+            w = min(window, loss.size)
+            smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
+            ax.plot(steps[w - 1:], smooth, color="C0", lw=1.2, label="loss (running mean)")
+            ax.axhline(floor, color="C3", lw=1, ls="--", label="floor −log Z")
+            annealed = np.flatnonzero(beta < 1.0)
+            for start, stop in _runs(annealed):
+                ax.axvspan(start + 1, stop + 1, color="C1", alpha=0.12, lw=0,
+                           label="annealing (β < 1)" if start == annealed[0] else None)
+            if r["curve"]["switch"]:
+                ax.axvline(r["curve"]["switch"], color="0.3", lw=0.8, ls=":", label="best candidate refined")
+            ax.set_ylim(floor - 0.15, floor + max(1.0, 2.5 * (np.median(smooth[-w:]) - floor) + 0.3))
+            ax.text(0.97, 0.93, f"KL {r['kl']:.3f} ± {r['stderr']:.3f}", transform=ax.transAxes,
+                    ha="right", va="top", fontsize=8)
+            if i == 0:
+                ax.set_title(f"K = {K}", fontsize=10)
+            if j == 0:
+                ax.set_ylabel(f"{name}: loss", fontsize=9)
+            if i == len(names) - 1:
+                ax.set_xlabel("step", fontsize=9)
+            ax.tick_params(labelsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for ax in axes.ravel()[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.suptitle("Training: the loss approaches the floor −log Z; the gap is the KL", fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _runs(indices):
+    """Consecutive runs in a sorted index array, as (first, last) pairs."""
+    if indices.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(indices) > 1)
+    starts = np.concatenate([[indices[0]], indices[breaks + 1]])
+    stops = np.concatenate([indices[breaks], [indices[-1]]])
+    return list(zip(starts, stops))
+
+
+def _hyperplane(ax, w, b, limit):
+    """Draw the line wᵀz + b = 0 on (−limit, limit)²."""
+    x = np.array([-limit, limit])
+    if abs(w[1]) > abs(w[0]):
+        ax.plot(x, -(w[0] * x + b) / w[1], color="white", lw=0.9, ls="--")
+    else:
+        ax.plot(-(w[1] * x + b) / w[0], x, color="white", lw=0.9, ls="--")
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+
+
+def layers_figure(params, densities, name, path, shown=(0, 1, 2, 4, 8, 16, 32), limit=4.0):
+    """The density after 0, 1, 2, 4, … layers of one trained flow, each panel with the
+    hyperplane w_{k+1}ᵀz + b_{k+1} = 0 of the next layer — the line along which it cuts and folds."""
+    plt = _pyplot()
+    K = params["u"].shape[0]
+    shown = [k for k in shown if k <= K]
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.2 * len(shown), 2.6), squeeze=False)
+    for ax, k in zip(axes[0], shown):
+        ax.imshow(densities[k], origin="lower", extent=(-limit, limit, -limit, limit), cmap="viridis")
+        if k < K:
+            _hyperplane(ax, params["w"][k], params["b"][k], limit)
+        ax.set_title(f"after {k} layer{'s' if k != 1 else ''}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{name}, K = {K}: the density after k layers (exact, from log_prob); dashed: the "
+                 f"next layer's hyperplane wᵀz + b = 0", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def layers_gif(params, densities, name, path, limit=4.0, fps=4):
+    """The same as an animation, one frame per layer, through matplotlib's Pillow writer."""
+    plt = _pyplot()
+    from matplotlib.animation import PillowWriter
+
+    K = params["u"].shape[0]
+    fig, ax = plt.subplots(figsize=(3.2, 3.4))
+    writer = PillowWriter(fps=fps)
+    with writer.saving(fig, path, dpi=80):
+        for k, dens in enumerate(densities):
+            ax.clear()
+            ax.imshow(dens, origin="lower", extent=(-limit, limit, -limit, limit), cmap="viridis")
+            if k < K:
+                _hyperplane(ax, params["w"][k], params["b"][k], limit)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{name}: after {k} of {K} layers", fontsize=9)
+            writer.grab_frame()
     plt.close(fig)

@@ -22,6 +22,7 @@ COMMANDS = {
     "demo": ["python", "demo.py", "--out", "docs/figure3.png"],
     "benchmark": ["python", "-m", "planarflow.benchmark"],
     "seeds": ["python", "-m", "planarflow.experiment", "--seeds", "0", "1", "2"],
+    "exercises": ["python", "-m", "planarflow.exercises"],
 }
 
 

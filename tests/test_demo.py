@@ -22,6 +22,13 @@ def test_demo_quick_runs_and_writes_a_png(tmp_path):
     assert len(os.listdir(tmp_path / "flows")) == 12
     for name in ["U1", "U2", "U3", "U4"]:
         assert name in res.stdout
+    # every run also writes the training curves and the layer-by-layer pictures beside it
+    for suffix, magic in [("_training.png", b"\x89PNG"), ("_layers.png", b"\x89PNG"), ("_layers.gif", b"GIF8")]:
+        path = tmp_path / ("fig" + suffix)
+        with open(path, "rb") as f:
+            assert f.read(4) == magic, suffix
+        assert os.path.getsize(path) < 5_000_000
+        assert str(path) in res.stdout
 
 
 import pytest

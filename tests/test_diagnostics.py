@@ -81,3 +81,15 @@ def test_importance_sampling_is_exact_for_a_perfect_flow_in_5d():
     target = Gaussian(np.zeros(5), np.ones(5))
     log_z, ess = importance_log_z(params, target, 1000, rng=0)
     assert log_z == pytest.approx(target.log_z, abs=1e-12) and ess == pytest.approx(1.0)
+
+
+def test_density_after_k_layers_is_the_truncated_flows_density():
+    from planarflow.plotting import flow_density_on_grid
+    params = init_params(5, 2, rng=2, u_scale=0.5)
+    full = flow_density_on_grid(params, n=30)
+    np.testing.assert_allclose(flow_density_on_grid(params, n=30, layers=5), full, rtol=1e-12)
+    first2 = {k: v[:2] for k, v in params.items()}
+    np.testing.assert_allclose(flow_density_on_grid(params, n=30, layers=2), flow_density_on_grid(first2, n=30), rtol=1e-12)
+    x = np.linspace(-4, 4, 31)[:-1] + 4 / 30                            # the grid's cell centres
+    gauss = np.exp(-0.5 * (x[None, :] ** 2 + x[:, None] ** 2)) / (2 * np.pi)
+    np.testing.assert_allclose(flow_density_on_grid(params, n=30, layers=0), gauss, rtol=1e-12)

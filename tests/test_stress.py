@@ -1,7 +1,6 @@
 """Hundreds of seeded random parameter draws across scales, through every public function:
 no NaN or inf, no warning, and the invertibility constraint wᵀû > −1 always."""
 
-import warnings
 
 import numpy as np
 import pytest
