@@ -101,7 +101,7 @@ def main(argv=None):
                      batch_size=args.batch_size or quick.get("batch_size"), lr=args.lr,
                      grid_n=quick.get("grid_n", 200), kl_samples=quick.get("kl_samples", 100_000),
                      layers_target=args.layers_target if args.layers_target in args.targets else None,
-                     layers_grid_n=quick.get("layers_grid_n", 120))
+                     layers_grid_n=quick.get("layers_grid_n", 100))
     print(f"Fitting {len(jobs)} planar flows ({', '.join(args.targets)} × K = "
           f"{', '.join(map(str, args.K))}) on {min(args.workers, len(jobs))} processes ...", flush=True)
     start = time.perf_counter()

@@ -61,9 +61,9 @@ def recipe(K, steps=None, batch_size=None, lr=None):
         return {"steps": steps, "batch_size": batch_size, "lr": lr, "lr_final": 0.01 * lr,
                 "anneal_steps": max(1, steps // 4), "population": None}
     lr = 1e-2 if lr is None else lr
-    default_final = 2000 if K <= 2 else 3000
+    default_final = 1600 if K <= 2 else 3000
     final = default_final if steps is None else steps
-    first = max(1, round((1200 if K <= 2 else 1000) * final / default_final))
+    first = max(1, round(1000 * final / default_final))
     return {"steps": final, "batch_size": batch_size, "lr": lr, "lr_final": 0.02 * lr,
             "anneal_steps": 0, "population": 32 if K <= 2 else 16, "population_steps": first,
             "population_batch": min(256, batch_size), "population_lr": 5 * lr,

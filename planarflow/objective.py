@@ -15,9 +15,11 @@ Upstream gradients for backprop, from the mean over N samples:
     ∂L/∂z_K⁽ⁿ⁾ = β·∇U(z_K⁽ⁿ⁾)/N,     ∂L/∂logdet_k⁽ⁿ⁾ = −1/N   (the same for every layer k)
 """
 
+import threading
+
 import numpy as np
 
-from .fused import fused_backward, fused_forward
+from .fused import Workspace, fused_backward, fused_forward
 from .layer import u_hat_backward, u_hat_forward
 from .numerics import std_normal_log_density
 from .validation import as_float, check_params, check_points, check_target
@@ -62,7 +64,21 @@ def reverse_kl(params, z0, target, beta=1.0):
     z0 = check_points(z0, "z0", d)
     check_target(target, dim=d)
     beta = as_float(beta, "beta", low=0.0, high=1.0, low_open=True)
-    return _reverse_kl(params, z0, target, beta)
+    return _reverse_kl(params, z0, target, beta, _workspace(K, z0.shape[0]))
+
+
+_local = threading.local()          # one Workspace per thread for calls of reverse_kl
+
+
+def _workspace(K, N):
+    """A Workspace kept between calls of reverse_kl in this thread (so that a loop of calls does
+    not allocate and fault in fresh megabytes each time, see fused.py), or a fresh one for
+    calls too large to be worth keeping (more than 2²² per-layer-and-sample numbers)."""
+    if K * N > 1 << 22:
+        return Workspace()
+    if not hasattr(_local, "ws"):
+        _local.ws = Workspace()
+    return _local.ws
 
 
 def _reverse_kl(params, z0, target, beta, ws=None):

@@ -141,3 +141,17 @@ def test_a_population_computes_each_members_loss_and_gradient_exactly():
     _, grads2 = _reverse_kl_members(stacked, z0, target, 0.8)
     for k in "uwb":
         np.testing.assert_array_equal(grads2[k][[0, 1, 3]], grads[k][[0, 1, 3]])
+
+
+def test_results_do_not_depend_on_earlier_calls(rng):
+    """reverse_kl keeps its buffers between calls (for speed); what it returns must not care."""
+    p_small, p_big = init_params(3, 2, rng), init_params(7, 2, rng, u_scale=1.0)
+    z_small, z_big = rng.standard_normal((50, 2)), 3 * rng.standard_normal((80, 2))
+    target = get_target("U2")
+    first = reverse_kl(p_small, z_small, target)
+    reverse_kl(p_big, z_big, target)
+    reverse_kl(p_small, 5 * z_small, target)
+    again = reverse_kl(p_small, z_small, target)
+    assert first[0] == again[0]
+    for k in "uwb":
+        np.testing.assert_array_equal(first[1][k], again[1][k])
