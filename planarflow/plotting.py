@@ -9,6 +9,7 @@ with z₁ to the right and z₂ pointing up.
 import numpy as np
 
 from .inverse import log_prob
+from .numerics import std_normal_log_density
 
 
 def grid(limit=4.0, n=200):
@@ -30,7 +31,7 @@ def flow_density_on_grid(params, limit=4.0, n=200, layers=None):
     _, pts = grid(limit, n)
     if layers is not None:
         if layers == 0:
-            return np.exp(-0.5 * np.sum(pts ** 2, axis=1) - np.log(2 * np.pi)).reshape(n, n)
+            return np.exp(std_normal_log_density(pts)).reshape(n, n)
         params = {key: v[:layers] for key, v in params.items()}
     return np.exp(log_prob(params, pts)).reshape(n, n)
 

@@ -102,36 +102,29 @@ def u2(z):
     return 0.5 * 0.16 * c * c, _gradient(-c * dw1, c)
 
 
-def u3(z):
-    """U₃ = −log(e^{e₁} + e^{e₂}), e₁ = −½(r₁/0.35)², r₁ = z₂ − w₁; e₂ = −½(r₂/0.35)², r₂ = r₁ + w₂.
+def _two_branches(z, shift, dshift, s1, s2):
+    """−log(e^{e₁} + e^{e₂}) with e₁ = −½(r₁/s₁)², r₁ = z₂ − w₁ and e₂ = −½(r₂/s₂)², r₂ = r₁ + shift.
 
-    ∇e₁ = −c₁·(−w₁', 1),  ∇e₂ = −c₂·(−w₁' + w₂', 1),  cᵢ = rᵢ/0.35²;  so with the weights pᵢ,
-    ∇U₃ = (−(p₁c₁ + p₂c₂)·w₁' + p₂c₂·w₂',  p₁c₁ + p₂c₂).
+    ∇e₁ = −(r₁/s₁²)·(−w₁', 1) and ∇e₂ = −(r₂/s₂²)·(−w₁' + shift', 1), so with the weights pᵢ and
+    cᵢ = pᵢ·rᵢ/sᵢ²:   ∇U = (−(c₁ + c₂)·w₁' + c₂·shift',  c₁ + c₂).
     """
     w1, dw1 = _w1(z[:, 0])
-    w2, dw2 = _w2(z[:, 0])
     r1 = z[:, 1] - w1
-    r2 = r1 + w2
-    U, p1, p2 = _neg_logaddexp(-0.5 * (r1 / 0.35) ** 2, -0.5 * (r2 / 0.35) ** 2)
-    c2 = p2 * r2 / 0.1225
-    c = p1 * r1 / 0.1225 + c2
-    return U, _gradient(c2 * dw2 - c * dw1, c)
+    r2 = r1 + shift
+    U, p1, p2 = _neg_logaddexp(-0.5 * (r1 / s1) ** 2, -0.5 * (r2 / s2) ** 2)
+    c2 = p2 * r2 / s2 ** 2
+    c = p1 * r1 / s1 ** 2 + c2
+    return U, _gradient(c2 * dshift - c * dw1, c)
+
+
+def u3(z):
+    """U₃ = −log(e^{−½((z₂−w₁)/0.35)²} + e^{−½((z₂−w₁+w₂)/0.35)²}) and its gradient."""
+    return _two_branches(z, *_w2(z[:, 0]), 0.35, 0.35)
 
 
 def u4(z):
-    """U₄ = −log(e^{e₁} + e^{e₂}), e₁ = −½(r₁/0.4)², r₁ = z₂ − w₁; e₂ = −½(r₂/0.35)², r₂ = r₁ + w₃.
-
-    As for U₃, with c₁ = r₁/0.4², c₂ = r₂/0.35²:
-    ∇U₄ = (−(p₁c₁ + p₂c₂)·w₁' + p₂c₂·w₃',  p₁c₁ + p₂c₂).
-    """
-    w1, dw1 = _w1(z[:, 0])
-    w3, dw3 = _w3(z[:, 0])
-    r1 = z[:, 1] - w1
-    r2 = r1 + w3
-    U, p1, p2 = _neg_logaddexp(-0.5 * (r1 / 0.4) ** 2, -0.5 * (r2 / 0.35) ** 2)
-    c2 = p2 * r2 / 0.1225
-    c = p1 * r1 / 0.16 + c2
-    return U, _gradient(c2 * dw3 - c * dw1, c)
+    """U₄ = −log(e^{−½((z₂−w₁)/0.4)²} + e^{−½((z₂−w₁+w₃)/0.35)²}) and its gradient."""
+    return _two_branches(z, *_w3(z[:, 0]), 0.4, 0.35)
 
 
 def box_wall(z, box, width):
