@@ -143,12 +143,13 @@ Done in {time.perf_counter() - start:.1f} s. Figures: {", ".join(shown(w) for w 
     chr(10) + "Parameters: " + shown(args.save_dir) if args.save_dir else ""}
 
 How to read the table:
-  steps          Adam steps; "32×1500 + 2500": 32 candidate flows trained at once for 1500
-                 steps, the best of them refined for 2500 more (the recipe for K ≤ 8).
+  steps          Adam steps; "P×S + R" (the recipe for K ≤ 8): P candidate flows trained at
+                 once for S steps, the best of them refined for R more.
   final loss     the reverse-KL objective E_q[log q + U], averaged over the last 2% of steps.
                  It is bounded below by −log Z (the floor), so it is often negative.
   KL             KL(q_K ‖ p) = loss + log Z in nats, from {jobs[0]["kl_samples"]:,} fresh samples (± one standard
                  error); 0 would be a perfect fit. More layers should give a smaller KL.
+  seconds        training time of the fit (scoring and drawing not included).
   ESS/n          effective sample size of importance weights p/q, as a fraction of n: 1 for a
                  perfect fit, small when q misses mass that p has.""")
 

@@ -30,7 +30,7 @@ def _single_threaded_blas():
     os.execve(sys.executable, [sys.executable, "-m", "planarflow.benchmark"] + sys.argv[1:], env)
 
 
-def step_times(K, batch_size, steps=300, warmup=30):
+def step_times(K, batch_size, steps=300, warmup=30, population=None):
     """Per-step wall times (seconds) of fit on U4, after a warm-up."""
     import numpy as np
 
@@ -39,7 +39,7 @@ def step_times(K, batch_size, steps=300, warmup=30):
 
     stamps = []
     fit(get_target("U4"), K, steps + warmup, batch_size, lr=1e-2, rng=0, progress=False,
-        callback=lambda t, loss, beta: stamps.append(time.perf_counter()))
+        population=population, callback=lambda t, loss, beta: stamps.append(time.perf_counter()))
     return np.diff(stamps)[warmup - 1:]
 
 
@@ -114,6 +114,13 @@ def main(argv=None):
     print(f"  per layer at batch 1024: {coef[1] + 1.024 * coef[3]:.4f} ms;"
           f"  per 1000 samples at K = 32: {coef[2] + 32 * coef[3]:.3f} ms")
     print(f"  K = 32, batch 1024: {med[2, 1]:.3f} ms per step")
+
+    print("\nA population (fit(..., population=P): P flows in one fused step, as the demo's recipe")
+    print("trains K ≤ 8), P × 256 samples, against P separate steps of one flow at batch 256:")
+    for K, P in ((2, 32), (8, 16)):
+        t = np.median(step_times(K, 256, steps=args.steps // 2, population=P)) * 1e3
+        print(f"  K = {K}, P = {P}: {t:.3f} ms per step = {t / med[Ks.index(K), 0]:.1f} single steps "
+              f"for {P} flows")
 
     if not args.no_demo:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
