@@ -45,11 +45,11 @@ def recipe(K, steps=None, batch_size=None, lr=None):
     learning rate decaying from 5e-2 to 3e-3 so that each settles in its basin, β annealed over
     the first third for K > 2 — keep the one with the lowest loss over the last tenth of those
     steps, and refine it in a single run (batches of 1024, 1e-2 → 2e-4, β = 1). (Measured over
-    seeds 0–2: annealing the population brings U1 with K = 8 from KL ≈ 0.05 to 0.03–0.04; with
-    K = 2 it improves U1, 0.50 → 0.36, but sends U3 to worse optima, 0.75 → 0.78–0.96, so K = 2
-    populations start at β = 1.) A population of 32 costs
-    about five single runs' steps for K = 2 (fused.py): most of a small flow's step is per call,
-    not per sample.
+    seeds 0–2 with a longer version of this recipe, 1200–1500 population steps: annealing the
+    population brought U1 with K = 8 from KL ≈ 0.05 to 0.03–0.04; with K = 2 it improved U1,
+    0.50 → 0.36, but sent U3 to worse optima, 0.75 → 0.78–0.96, so K = 2 populations start at
+    β = 1.) A population of 32 costs about five single steps for K = 2 (fused.py, and the
+    benchmark's last lines): most of a small flow's step is per call, not per sample.
 
     ``steps`` sets the final run's steps (the population's scale with it), ``batch_size`` its
     batch, ``lr`` its initial learning rate (the population's is 5·lr).

@@ -21,7 +21,8 @@ agree to rounding (1e-12). Only the arrangement differs; each change is made for
 
    and tanh is 1 − 2/(1 + e^{2a}), i.e. q_k = −2/(1 + e^{2a_k}): NumPy's exp is about twice as
    fast as its tanh (e^{2a} overflows harmlessly to inf for a > 354, giving q = 0, t = 1, so the
-   loop silences overflow warnings). Four NumPy calls a layer; the plain form takes about ten.
+   loop silences overflow warnings). Five NumPy calls a layer forward and three backward; the
+   plain form takes about ten and fifteen.
 
 3. Everything that is elementwise in (k, n) once the t_k are known — h'_k, D_k, the log-dets,
    the log-det's part of ∂L/∂a — is computed after the loop on (K, N) arrays, and the parameter
@@ -40,7 +41,8 @@ several initialisations for the price of about one). Their parameters carry a le
 
     X_k = [ z_k⁽¹⁾ … z_k⁽ᴾ⁾ ; 1 ; q_k⁽¹⁾ … q_k⁽ᴾ⁾ ]          shape (P·d + 1 + P, N)
 
-with block-diagonal matrices, so each layer is still four NumPy calls. P = 1 is the layout above.
+with block-diagonal matrices, so each layer is still five NumPy calls forward and three backward.
+P = 1 is the layout above.
 """
 
 import numpy as np
