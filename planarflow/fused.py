@@ -51,20 +51,60 @@ from .numerics import planar_sum_logdet
 
 
 class Workspace:
-    """Named float64 buffers reused across calls; a buffer is reallocated when its shape changes.
+    """The fused code's buffers, kept from call to call; rebuilt when the shapes change.
 
-    Every entry of a buffer is written before it is read, so results never depend on what a
-    previous call left behind. Nothing returned to the caller of reverse_kl aliases a buffer.
+    Holds one ``Layout`` for the current shapes (P, K, d, N). Results never depend on what a
+    previous call left behind: every entry a call reads was written by that call, except the
+    constant entries (the identity blocks, the row of ones, the zeros off the blocks), which are
+    written once when the layout is built and never overwritten.
     """
 
     def __init__(self):
-        self._buffers = {}
+        self._layout = None
 
-    def array(self, name, shape):
-        buf = self._buffers.get(name)
-        if buf is None or buf.shape != shape:
-            buf = self._buffers[name] = np.empty(shape)
-        return buf
+    def layout(self, P, K, d, N):
+        """The Layout for these shapes (built on first use and whenever the shapes change)."""
+        if self._layout is None or self._layout.shape != (P, K, d, N):
+            self._layout = Layout(P, K, d, N)
+        return self._layout
+
+
+class Layout:
+    """The buffers of fused_forward/fused_backward for P flows of K layers in d dimensions, N
+    samples each, with their constant entries filled in, and each layer's views into them
+    (slicing an array costs about as much as a small NumPy call, so the slices are made once).
+
+        X  (K + 1, P·d + 1 + P, N)   block k = [z_k ; 1 ; q_k]
+        WB (K, P, P·d + 1)           rows [2w_kᵀ  2b_k]           (block-diagonal over members)
+        M  (K, P·d, P·d + 1 + P)     [I  û_k  û_k]
+        G  (K + 1, P·d + 2P, N)      block k + 1 = [∂L/∂z_{k+1} ; t_k/D_k ; ga_k]
+        UH (K, P, P·d + P)           rows [û_kᵀ  κ_k]
+        Q  (K, P·d, P·d + 2P)        [I  0  w_k]
+        T, t2, hp, D  (K, P, N)      t_k, t_k², h'(a_k), D_k
+    """
+
+    def __init__(self, P, K, d, N):
+        self.shape = (P, K, d, N)
+        Pd = P * d
+        self.rows = np.repeat(np.arange(P), d)        # member of each z row        (P·d,)
+        self.cols = np.arange(Pd)
+        self.members = np.arange(P)
+        self.X = np.empty((K + 1, Pd + 1 + P, N))
+        self.X[:, Pd] = 1.0
+        self.WB = np.zeros((K, P, Pd + 1))
+        self.M = np.zeros((K, Pd, Pd + 1 + P))
+        self.M[:, self.cols, self.cols] = 1.0
+        self.G = np.empty((K + 1, Pd + 2 * P, N))
+        self.UH = np.zeros((K, P, Pd + P))
+        self.Q = np.zeros((K, Pd, Pd + 2 * P))
+        self.Q[:, self.cols, self.cols] = 1.0
+        self.e = np.empty((P, N))
+        self.T, self.t2, self.hp, self.D = (np.empty((K, P, N)) for _ in range(4))
+        X, G = self.X, self.G
+        self.forward_views = [(self.WB[k], X[k, :Pd + 1], X[k, Pd + 1:], self.M[k], X[k], X[k + 1, :Pd])
+                              for k in range(K)]
+        self.backward_views = [(self.UH[k], G[k + 1, :Pd + P], G[k + 1, Pd + P:], self.hp[k], self.Q[k],
+                                G[k + 1], G[k, :Pd]) for k in reversed(range(K))]
 
 
 def _members_as_rows(v):
@@ -89,43 +129,39 @@ def fused_forward(z0, u_hat, sp, w, b, ws=None):
     -------
     zK : ndarray, shape (P, N, d)
     sum_logdet : ndarray, shape (P, N)   Σ_k log(1 + h'(a_k)·w_kᵀû_k)
-    cache : for fused_backward
+    cache : for fused_backward (views of the workspace: valid until its next call)
     """
     ws = Workspace() if ws is None else ws
     P, K, d = w.shape
     N = z0.shape[1]
     Pd = P * d
-    rows = np.repeat(np.arange(P), d)                    # member of each z row        (P·d,)
-    X = ws.array("X", (K + 1, Pd + 1 + P, N))            # block k: [z_k; 1; q_k]
+    lay = ws.layout(P, K, d, N)
+    X = lay.X
     X[0, :Pd] = z0.transpose(0, 2, 1).reshape(Pd, N)
-    X[:, Pd] = 1.0
-    WB = ws.array("WB", (K, P, Pd + 1))                  # rows [2w_kᵀ  2b_k], block-diagonal
-    WB.fill(0.0)
-    WB[:, rows, np.arange(Pd)] = 2.0 * _members_as_rows(w)
-    WB[:, :, Pd] = 2.0 * b.T
-    M = ws.array("M", (K, Pd, Pd + 1 + P))               # [I  û_k  û_k], block-diagonal
-    M.fill(0.0)
-    M[:, np.arange(Pd), np.arange(Pd)] = 1.0
-    M[:, :, Pd] = _members_as_rows(u_hat)
-    M[:, np.arange(Pd), Pd + 1 + rows] = M[:, :, Pd]
-    e = ws.array("e", (P, N))
-    with np.errstate(over="ignore"):
-        for k in range(K):
-            np.dot(WB[k], X[k, :Pd + 1], out=e)          # 2a_k                        (P, N)
-            np.exp(e, out=e)
-            e += 1.0
-            np.divide(-2.0, e, out=X[k, Pd + 1:])        # q_k = tanh(a_k) − 1
-            np.dot(M[k], X[k], out=X[k + 1, :Pd])        # z_{k+1} = z_k + û_k t_k     (P·d, N)
+    uh_rows = _members_as_rows(u_hat)
+    lay.WB[:, lay.rows, lay.cols] = 2.0 * _members_as_rows(w)
+    lay.WB[:, :, Pd] = 2.0 * b.T
+    lay.M[:, :, Pd] = uh_rows
+    lay.M[:, lay.cols, Pd + 1 + lay.rows] = uh_rows
+    e = lay.e
+    dot, exp, add, divide = np.dot, np.exp, np.add, np.divide   # (out passed by position: the
+    with np.errstate(over="ignore"):                            #  cheapest call NumPy offers)
+        for wb, z1, q, m, x, z_next in lay.forward_views:
+            dot(wb, z1, e)                               # 2a_k = [2w_kᵀ 2b_k]·[z_k; 1]  (P, N)
+            exp(e, e)
+            add(e, 1.0, e)
+            divide(-2.0, e, q)                           # q_k = tanh(a_k) − 1
+            dot(m, x, z_next)                            # z_{k+1} = z_k + û_k t_k     (P·d, N)
     # h'_k = 1 − t_k² (one pass, where layer.py's tanh_derivative takes an exp: it is accurate to
     # 4e-16 absolute, so its relative accuracy falls only where h' < 1e-8, i.e. |a| > 10), and
-    # D_k = t² + h'·sp_k (numerics.planar_D), written into the workspace
-    T = np.add(X[:K, Pd + 1:], 1.0, out=ws.array("T", (K, P, N)))   # t_k             (K, P, N)
-    t2 = np.multiply(T, T, out=ws.array("t2", (K, P, N)))
-    hp = np.subtract(1.0, t2, out=ws.array("hp", (K, P, N)))        # h'(a_k)
-    D = np.multiply(hp, sp.T[:, :, None], out=ws.array("D", (K, P, N)))
+    # D_k = t² + h'·sp_k (numerics.planar_D)
+    T = np.add(X[:K, Pd + 1:], 1.0, out=lay.T)                      # t_k             (K, P, N)
+    t2 = np.multiply(T, T, out=lay.t2)
+    hp = np.subtract(1.0, t2, out=lay.hp)                           # h'(a_k)
+    D = np.multiply(hp, sp.T[:, :, None], out=lay.D)
     D += t2                                                         # planar_D: t² + h'·sp
     zK = X[K, :Pd].reshape(P, d, N).transpose(0, 2, 1)
-    return zK, planar_sum_logdet(D, sp.T), (X, T, hp, D, u_hat, sp, w, ws)
+    return zK, planar_sum_logdet(D, sp.T), (lay, u_hat, uh_rows, sp, w)
 
 
 def fused_backward(dzK, dlogdet, cache):
@@ -137,14 +173,14 @@ def fused_backward(dzK, dlogdet, cache):
     With gz = ∂L/∂z_{k+1} (the layer's output) and s_k = sp_k − 1, going down k = K−1..0, the
     plain per-layer lines (layer.planar_backward) are
 
-        ga_k = h'_k·(gzᵀû_k + c_k),    c_k = −2·dlogdet·s_k·t_k/D_k   (h'_k·c_k: the log-det's part)
-        gz  ← gz + w_k·ga_k                                           (∂L/∂z_k)
+        ga_k = h'_k·(gzᵀû_k + κ_k·t_k/D_k),    κ_k = −2·dlogdet·s_k    (the log-det's part)
+        gz  ← gz + w_k·ga_k                                            (∂L/∂z_k)
 
-    Layer k keeps the block G_k = [gz ; c_k ; ga_k] of shape (d + 2, N) (for P members:
+    Layer k keeps the block G_k = [gz ; t_k/D_k ; ga_k] of shape (d + 2, N) (for P members:
     (P·d + 2P, N), rows stacked as in the forward), so each line is one matrix product or one
     multiplication:
 
-        gzᵀû_k + c_k = [û_kᵀ 1] · [gz ; c_k],    ga_k = h'_k·(…),    gz ← [I 0 w_k] · G_k
+        gzᵀû_k + κ_k·t_k/D_k = [û_kᵀ κ_k] · [gz ; t_k/D_k],    ga_k = h'_k·(…),    gz ← [I 0 w_k] · G_k
 
     and after the loop
 
@@ -163,31 +199,22 @@ def fused_backward(dzK, dlogdet, cache):
     -------
     dz0 : (P, N, d), du_hat : (P, K, d), dsp : (P, K), dw : (P, K, d) (through a only), db : (P, K)
     """
-    X, T, hp, D, u_hat, sp, w, ws = cache
-    P, K, d = w.shape
-    N = T.shape[2]
+    lay, u_hat, uh_rows, sp, w = cache
+    P, K, d, N = lay.shape
     Pd = P * d
-    rows = np.repeat(np.arange(P), d)
-    G = ws.array("G", (K + 1, Pd + 2 * P, N))   # block k + 1: [∂L/∂z_{k+1}; c_k; ga_k]
+    X, G, T, hp, D = lay.X, lay.G, lay.T, lay.hp, lay.D
     G[K, :Pd] = dzK.transpose(0, 2, 1).reshape(Pd, N)    # block 0 receives ∂L/∂z_0
-    C = G[1:, Pd:Pd + P]                                 # c_k                       (K, P, N)
-    np.divide(T, D, out=C)
-    C *= (-2.0 * dlogdet * (sp.T - 1.0))[:, :, None]
-    R = np.divide(hp, D, out=ws.array("t2", (K, P, N)))  # h'/D (t²'s buffer is free now)
+    np.divide(T, D, out=G[1:, Pd:Pd + P])                # t_k/D_k                   (K, P, N)
+    R = np.divide(hp, D, out=lay.t2)                     # h'/D (t²'s buffer is free now)
     dsp = dlogdet * R.sum(axis=2).T                      # Σₙ dlogdet·h'/D           (P, K)
-    UH1 = ws.array("UH1", (K, P, Pd + P))                # rows [û_kᵀ  1], block-diagonal
-    UH1.fill(0.0)
-    UH1[:, rows, np.arange(Pd)] = _members_as_rows(u_hat)
-    UH1[:, np.arange(P), Pd + np.arange(P)] = 1.0
-    Q = ws.array("Q", (K, Pd, Pd + 2 * P))               # [I  0  w_k], block-diagonal
-    Q.fill(0.0)
-    Q[:, np.arange(Pd), np.arange(Pd)] = 1.0
-    Q[:, np.arange(Pd), Pd + P + rows] = _members_as_rows(w)
-    for k in reversed(range(K)):
-        Gk = G[k + 1]
-        np.dot(UH1[k], Gk[:Pd + P], out=Gk[Pd + P:])     # gzᵀû_k + c_k              (P, N)
-        Gk[Pd + P:] *= hp[k]                             # ga_k
-        np.dot(Q[k], Gk, out=G[k, :Pd])                  # ∂L/∂z_k = gz + w_k·ga_k   (P·d, N)
+    lay.UH[:, lay.rows, lay.cols] = uh_rows
+    lay.UH[:, lay.members, Pd + lay.members] = -2.0 * dlogdet * (sp.T - 1.0)   # κ_k
+    lay.Q[:, lay.cols, Pd + P + lay.rows] = _members_as_rows(w)
+    dot, multiply = np.dot, np.multiply
+    for uh, gz_c, ga, hp_k, q, g, gz_prev in lay.backward_views:
+        dot(uh, gz_c, ga)                                # gzᵀû_k + κ_k·t_k/D_k      (P, N)
+        multiply(ga, hp_k, ga)                           # ga_k
+        dot(q, g, gz_prev)                               # ∂L/∂z_k = gz + w_k·ga_k   (P·d, N)
     GA = G[1:, Pd + P:]                                  # ga_k                      (K, P, N)
     GZ = G[1:, :Pd].reshape(K, P, d, N)                  # ∂L/∂z_{k+1}
     du_hat = np.matmul(GZ, T[:, :, :, None])[..., 0]     # Σₙ gz·t_k                 (K, P, d)

@@ -52,8 +52,8 @@ def u_hat_forward(u, w):
     sp : ndarray, shape (...)   softplus(wᵀu) = 1 + wᵀû > 0
     cache : tuple for u_hat_backward
     """
-    alpha = np.sum(w * u, axis=-1)                 # wᵀu            (...,)
-    sq = np.sum(w * w, axis=-1)                    # ‖w‖²           (...,)
+    alpha = (w * u).sum(axis=-1)                   # wᵀu            (...,)
+    sq = (w * w).sum(axis=-1)                      # ‖w‖²           (...,)
     c = (softplus(-alpha) - 1.0) / sq              # (m(α) − α)/‖w‖²
     u_hat = u + c[..., None] * w                   # (..., d)
     sp = softplus(alpha)                           # 1 + wᵀû
@@ -67,11 +67,10 @@ def u_hat_backward(du_hat, dsp, cache):
     """
     u, w, alpha, sq, c = cache
     sig, sig_neg = sigmoid_pair(alpha)             # σ = m'(α) and 1 − σ = σ(−α)
-    gw = np.sum(du_hat * w, axis=-1)               # gû·w           (...,)
-    k = (-gw * sig_neg / sq)[..., None]            # (gû·w)(σ − 1)/‖w‖²
-    gs = (dsp * sig)[..., None]                    # gsp·σ
-    du = du_hat + k * w + gs * w
-    dw = c[..., None] * du_hat + k * u - (2.0 * gw * c / sq)[..., None] * w + gs * u
+    gw = (du_hat * w).sum(axis=-1)                 # gû·w           (...,)
+    ks = (dsp * sig - gw * sig_neg / sq)[..., None]   # (gû·w)(σ − 1)/‖w‖² + gsp·σ
+    du = du_hat + ks * w
+    dw = c[..., None] * du_hat + ks * u - (2.0 * gw * c / sq)[..., None] * w
     return du, dw
 
 

@@ -66,9 +66,9 @@ def planar_sum_logdet(D, sp):
     safely inside float64's normal range (e^{±708}); the product's relative error is then at
     most K·ε, the same order as summing K rounded logs. Otherwise the logs are summed directly.
     """
-    if np.all(sp > 0) and np.max(np.sum(np.abs(np.log(sp)), axis=0)) < 600.0:
-        return np.log(np.prod(D, axis=0))
-    return np.sum(np.log(D), axis=0)
+    if sp.min() > 0 and np.abs(np.log(sp)).sum(axis=0).max() < 600.0:
+        return np.log(D.prod(axis=0))
+    return np.log(D).sum(axis=0)
 
 
 def std_normal_log_density(z):

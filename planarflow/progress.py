@@ -24,6 +24,10 @@ class Progress:
     def elapsed(self):
         return time.perf_counter() - self.start
 
+    def due(self):
+        """Whether ``update`` would print now (so a caller can skip formatting its text)."""
+        return self.enabled and time.perf_counter() - self.last >= self.every
+
     def update(self, text, force=False):
         if not self.enabled:
             return

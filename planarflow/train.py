@@ -170,8 +170,9 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
                                 dict(settings, step=t + 1))
             if callback is not None:
                 callback(t, loss, beta)
-            report.update(f"{label}: step {t + 1}/{steps}  loss {np.min(loss):+.4f}  β {beta:.2f}  "
-                          f"({report.elapsed():.0f} s)")
+            if report.due():
+                report.update(f"{label}: step {t + 1}/{steps}  loss {np.min(loss):+.4f}  β {beta:.2f}  "
+                              f"({report.elapsed():.0f} s)")
     report.close()
     return params, {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
 
