@@ -159,7 +159,7 @@ class PaperTarget:
     def _energy_and_grad(self, z):
         """U(z) and ∇U(z) without argument checks (the training loop's entry)."""
         U, g = self._fn(z)
-        if self.box is not None and np.max(np.abs(z)) > self.box:   # the wall is 0 inside the box
+        if self.box is not None and np.abs(z).max() > self.box:   # the wall is 0 inside the box
             Uw, gw = box_wall(z, self.box, self.wall)
             U, g = U + Uw, g + gw
         return U, g
