@@ -71,7 +71,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     lr : float > 0, Adam's learning rate (the start of the schedule when lr_final is given)
     anneal_steps : int ≥ 0 or None; β_t = min(1, 0.01 + t/anneal_steps), β = 1 when 0 or None
     rng : seed or Generator; the only source of randomness (initial parameters and noise)
-    params : optional starting parameters (a copy is trained); default init_params(K, d, rng)
+    params : optional starting parameters (a copy is trained); default init_params(K, d, rng).
+        With a population: u, w (P, K, d), b (P, K), one starting point per member.
     lr_final : optional float > 0; cosine decay of the learning rate from lr to lr_final
     progress : bool, print a line every few seconds to stderr (False: silent)
     callback : optional callable, called after every step as callback(t, loss, beta)
@@ -85,7 +86,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         initialisation and its own batch of noise) and return them all. Adam updates every
         parameter on its own, so this is exactly P separate runs — but one NumPy call serves all
         P flows, which for small K costs little more than one run (see fused.py). Not combined
-        with params, checkpoint or resume.
+        with checkpoint or resume.
 
     Returns
     -------
@@ -116,8 +117,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
     if population is not None:
         population = as_int(population, "population")
-        if params is not None or checkpoint is not None or resume is not None:
-            raise ValueError("population: cannot be combined with params, checkpoint or resume")
+        if checkpoint is not None or resume is not None:
+            raise ValueError("population: cannot be combined with checkpoint or resume")
     label = label or f"{getattr(target, 'name', 'target')} K={K}"
     settings = {"K": K, "dim": dim, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
                 "anneal_steps": anneal_steps, "steps": steps}
@@ -130,15 +131,16 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         rng = make_rng(rng)
         start = 0
         if population is not None:
-            members = [init_params(K, dim, rng) for _ in range(population)]
+            if params is None:
+                members = [init_params(K, dim, rng) for _ in range(population)]
+            else:
+                members = [_check_start(_member(params, i, population), K, dim, f"params member {i}")
+                           for i in range(population)]
             params = {k: np.stack([m[k] for m in members]) for k in PARAM_KEYS}   # (P, K, d)
         elif params is None:
             params = init_params(K, dim, rng)
         else:
-            params, pK, pd = check_params(params)
-            if (pK, pd) != (K, dim):
-                raise ValueError(f"params: expected K = {K} layers in {dim} dimensions, got K = {pK}, d = {pd}")
-            params = {k: params[k].copy() for k in PARAM_KEYS}
+            params = _check_start(params, K, dim, "params")
     P = population or 1
     # the training step works on a population; a single flow is a population of one, whose
     # arrays are views of params (so Adam's in-place updates reach params)
@@ -175,6 +177,28 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
                               f"({report.elapsed():.0f} s)")
     report.close()
     return params, {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
+
+
+def _check_start(params, K, dim, name):
+    """A checked copy of starting parameters for K layers in dim dimensions."""
+    params, pK, pd = check_params(params, name)
+    if (pK, pd) != (K, dim):
+        raise ValueError(f"{name}: expected K = {K} layers in {dim} dimensions, got K = {pK}, d = {pd}")
+    return {k: params[k].copy() for k in PARAM_KEYS}
+
+
+def _member(params, i, population):
+    """Member i of population parameters u, w (P, K, d), b (P, K), as one flow's dict."""
+    if not isinstance(params, dict) or set(params) != set(PARAM_KEYS):
+        raise TypeError(f"params: expected a dict with keys {list(PARAM_KEYS)}")
+    member = {}
+    for k in PARAM_KEYS:
+        v = params[k]
+        if not isinstance(v, np.ndarray) or v.ndim != (2 if k == "b" else 3) or v.shape[0] != population:
+            raise ValueError(f"params[{k!r}]: with population = {population}, expected an array with a "
+                             f"leading axis of {population} members, got shape {getattr(v, 'shape', None)}")
+        member[k] = v[i]
+    return member
 
 
 def _diverged(t, what, history, params, lr, anneal_steps):

@@ -94,3 +94,23 @@ def test_fit_with_a_population_returns_every_member_and_its_history():
     assert len({float(x) for x in params["b"][:, 0]}) == 5          # five different flows
     with pytest.raises(ValueError, match="population"):
         fit(get_target("U3"), K=2, steps=5, batch_size=8, population=2, params=params)
+
+
+def test_a_population_continues_from_given_members():
+    """params with a leading member axis start each member where it is (the demo's recipe
+    continues the best members of a first population): one step moves each by at most ~lr."""
+    target = get_target("U3")
+    start, _ = fit(target, K=2, steps=20, batch_size=32, rng=0, progress=False, population=4)
+    keep = {k: v[[2, 0]] for k, v in start.items()}
+    after, history = fit(target, K=2, steps=1, batch_size=32, lr=1e-3, rng=1, progress=False,
+                         population=2, params=keep)
+    assert history["loss"].shape == (1, 2)
+    for k in ("u", "w", "b"):
+        assert np.max(np.abs(after[k] - keep[k])) <= 1.01e-3          # Adam's first step: ≤ lr
+        assert not np.shares_memory(after[k], keep[k])                # a copy is trained
+    bad = {k: v.copy() for k, v in keep.items()}
+    bad["w"][1, 0] = np.nan
+    with pytest.raises(ValueError, match="params member 1"):
+        fit(target, K=2, steps=1, batch_size=8, population=2, params=bad, progress=False)
+    with pytest.raises(ValueError, match="params member 0: expected K = 3"):
+        fit(target, K=3, steps=1, batch_size=8, population=2, params=keep, progress=False)
