@@ -120,11 +120,12 @@ def main(argv=None):
     results = run_jobs(jobs, workers=args.workers, on_result=draw_layers)
 
     print()
-    print("target   K            steps   final loss   floor −log Z   KL (nats)          ESS/n   seconds")
+    print("target   K                   steps   final loss   floor −log Z   KL (nats)          ESS/n   seconds")
     for job, r in zip(jobs, results):
         tail = r["history"]["loss"][-max(1, len(r["history"]["loss"]) // 50):]
-        steps = (f"{job['population']}×{job['population_steps']} + " if job["population"] else "") + str(job["steps"])
-        print(f"{r['name']:>6} {r['K']:3d} {steps:>16}   {tail.mean():+10.4f}   {-r['log_z']:+12.4f}"
+        steps = (f"{job['population']}×{job['population_steps']} + " if job["population"] else "") + \
+            (f"{job['keep']}×{job['keep_steps']} + " if job["population"] and job["keep"] else "") + str(job["steps"])
+        print(f"{r['name']:>6} {r['K']:3d} {steps:>23}   {tail.mean():+10.4f}   {-r['log_z']:+12.4f}"
               f"   {r['kl']:.4f} ± {r['stderr']:.4f}   {r['ess']:6.3f}   {r['seconds']:7.1f}")
 
     truth = true_densities(args.targets, grid_n=jobs[0]["grid_n"])
@@ -144,7 +145,8 @@ Done in {time.perf_counter() - start:.1f} s. Figures: {", ".join(shown(w) for w 
 
 How to read the table:
   steps          Adam steps; "P×S + R" (the recipe for K ≤ 8): P candidate flows trained at
-                 once for S steps, the best of them refined for R more.
+                 once for S steps, the best of them refined for R more; "P×S + Q×S' + R"
+                 (K ≤ 2): the best Q of the P train on for S' steps before the best is refined.
   final loss     the reverse-KL objective E_q[log q + U], averaged over the last 2% of steps.
                  It is bounded below by −log Z (the floor), so it is often negative.
   KL             KL(q_K ‖ p) = loss + log Z in nats, from {jobs[0]["kl_samples"]:,} fresh samples (± one standard
