@@ -43,6 +43,21 @@ def step_times(K, batch_size, steps=300, warmup=30, population=None):
     return np.diff(stamps)[warmup - 1:]
 
 
+def machine_noise(repeats=2000):
+    """Wall times (seconds) of one fixed call, np.exp on 1024 numbers, repeated: a virtual
+    machine's speed drifts (its host is shared), and this shows by how much while we measure."""
+    import numpy as np
+
+    x = np.linspace(-3.0, 3.0, 1024)
+    out = np.empty_like(x)
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        np.exp(x, out=out)
+        times[i] = time.perf_counter() - start
+    return times
+
+
 def _tree_rss_kb(root_pid):
     """Summed VmRSS (kB) of a process and its descendants, from /proc (Linux)."""
     children, rss = {}, {}
@@ -114,10 +129,16 @@ def main(argv=None):
     print(f"  per layer at batch 1024: {coef[1] + 1.024 * coef[3]:.4f} ms;"
           f"  per 1000 samples at K = 32: {coef[2] + 32 * coef[3]:.3f} ms")
     print(f"  K = 32, batch 1024: {med[2, 1]:.3f} ms per step")
+    t = step_times(32, 1024, steps=3 * args.steps) * 1e3
+    print(f"  again, {3 * args.steps} steps: median {np.median(t):.3f}, 10th percentile "
+          f"{np.percentile(t, 10):.3f}, fastest {t.min():.3f} ms")
+    e = machine_noise() * 1e6
+    print(f"  this machine's own noise: one fixed NumPy call (exp of 1024 numbers) took median "
+          f"{np.median(e):.2f} µs, 10th percentile {np.percentile(e, 10):.2f}, 90th {np.percentile(e, 90):.2f}")
 
     print("\nA population (fit(..., population=P): P flows in one fused step, as the demo's recipe")
     print("trains K ≤ 8), P × 256 samples, against P separate steps of one flow at batch 256:")
-    for K, P in ((2, 32), (8, 16)):
+    for K, P in ((2, 32), (2, 8), (8, 16)):
         t = np.median(step_times(K, 256, steps=args.steps // 2, population=P)) * 1e3
         print(f"  K = {K}, P = {P}: {t:.3f} ms per step = {t / med[Ks.index(K), 0]:.1f} single steps "
               f"for {P} flows")
