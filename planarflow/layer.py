@@ -12,7 +12,7 @@ same order.
 
 import numpy as np
 
-from .numerics import planar_D, sigmoid_pair, softplus, tanh_derivative
+from .numerics import planar_D, softplus, tanh_derivative
 from .validation import as_array, as_float
 
 
@@ -54,10 +54,11 @@ def u_hat_forward(u, w):
     """
     alpha = (w * u).sum(axis=-1)                   # wᵀu            (...,)
     sq = (w * w).sum(axis=-1)                      # ‖w‖²           (...,)
-    c = (softplus(-alpha) - 1.0) / sq              # (m(α) − α)/‖w‖²
+    sp_neg = softplus(-alpha)                      # softplus(−α) = m(α) − α + 1
+    c = (sp_neg - 1.0) / sq                        # (m(α) − α)/‖w‖²
     u_hat = u + c[..., None] * w                   # (..., d)
     sp = softplus(alpha)                           # 1 + wᵀû
-    return u_hat, sp, (u, w, alpha, sq, c)
+    return u_hat, sp, (u, w, sq, c, sp_neg, sp)
 
 
 def u_hat_backward(du_hat, dsp, cache):
@@ -65,8 +66,10 @@ def u_hat_backward(du_hat, dsp, cache):
 
     Returns ``(du, dw)`` with the shapes of ``u`` and ``w``.
     """
-    u, w, alpha, sq, c = cache
-    sig, sig_neg = sigmoid_pair(alpha)             # σ = m'(α) and 1 − σ = σ(−α)
+    u, w, sq, c, sp_neg, sp = cache
+    # σ = m'(α) and 1 − σ = σ(−α) from the forward's softplus values: σ(x) = 1/(1 + e⁻ˣ) =
+    # e^{−log(1 + e⁻ˣ)} = e^{−softplus(−x)} (numerics.sigmoid_pair gives the same from α alone)
+    sig, sig_neg = np.exp(-sp_neg), np.exp(-sp)
     gw = (du_hat * w).sum(axis=-1)                 # gû·w           (...,)
     ks = (dsp * sig - gw * sig_neg / sq)[..., None]   # (gû·w)(σ − 1)/‖w‖² + gsp·σ
     du = du_hat + ks * w
