@@ -28,21 +28,20 @@ agree to rounding (1e-12). Only the arrangement differs; each change is made for
    the log-det's part of ∂L/∂a — is computed after the loop on (K, N) arrays, and the parameter
    gradients Σₙ(…) are reduced after the backward loop, one call each.
 
-4. The (K, N)-sized arrays live in a ``Workspace`` that the training loop keeps from step to
-   step. Allocating and freeing a few megabytes every step makes the C allocator hand the
-   memory back to the operating system and fault it in again page by page, which on a virtual
-   machine costs as much as the arithmetic. A fresh Workspace per call gives the same numbers.
+4. The buffers live in a ``Workspace`` that the training loop keeps from step to step, with
+   their constant entries written once and each layer's slices made once (``Layout``).
+   Allocating and freeing a few megabytes every step makes the C allocator hand the memory
+   back to the operating system and fault it in again page by page, which on a virtual machine
+   costs as much as the arithmetic. A fresh Workspace per call gives the same numbers.
 
 A population of flows
 ---------------------
 The same code trains P independent flows at once (``fit(..., population=P)``, used to try
-several initialisations for the price of about one). Their parameters carry a leading axis,
-(P, K, d), each member has its own N samples, and the members' rows are stacked in one buffer,
-
-    X_k = [ z_k⁽¹⁾ … z_k⁽ᴾ⁾ ; 1 ; q_k⁽¹⁾ … q_k⁽ᴾ⁾ ]          shape (P·d + 1 + P, N)
-
-with block-diagonal matrices, so each layer is still five NumPy calls forward and three backward.
-P = 1 is the layout above.
+several initialisations for the price of a few). Their parameters carry a leading axis,
+(P, K, d), each member has its own N samples, and every buffer gets a member axis after the
+layer axis: X_k becomes (P, d + 2, N), the matrices (P, ·, ·), and each product is one
+``np.matmul`` over the P members. P = 1 is the layout above, with np.dot (a little cheaper per
+call than np.matmul).
 """
 
 import numpy as np
@@ -55,8 +54,8 @@ class Workspace:
 
     Holds one ``Layout`` for the current shapes (P, K, d, N). Results never depend on what a
     previous call left behind: every entry a call reads was written by that call, except the
-    constant entries (the identity blocks, the row of ones, the zeros off the blocks), which are
-    written once when the layout is built and never overwritten.
+    constant entries (the identity blocks, the row of ones, a zero), which are written once when
+    the layout is built and never overwritten.
     """
 
     def __init__(self):
@@ -72,45 +71,44 @@ class Workspace:
 class Layout:
     """The buffers of fused_forward/fused_backward for P flows of K layers in d dimensions, N
     samples each, with their constant entries filled in, and each layer's views into them
-    (slicing an array costs about as much as a small NumPy call, so the slices are made once).
+    (slicing an array costs about as much as a small NumPy call, so the views are made once).
 
-        X  (K + 1, P·d + 1 + P, N)   block k = [z_k ; 1 ; q_k]
-        WB (K, P, P·d + 1)           rows [2w_kᵀ  2b_k]           (block-diagonal over members)
-        M  (K, P·d, P·d + 1 + P)     [I  û_k  û_k]
-        G  (K + 1, P·d + 2P, N)      block k + 1 = [∂L/∂z_{k+1} ; t_k/D_k ; ga_k]
-        UH (K, P, P·d + P)           rows [û_kᵀ  κ_k]
-        Q  (K, P·d, P·d + 2P)        [I  0  w_k]
-        T, t2, hp, D  (K, P, N)      t_k, t_k², h'(a_k), D_k
+        X  (K + 1, P, d + 2, N)    block k = [z_k ; 1 ; q_k]
+        WB (K, P, 1, d + 1)        [2w_kᵀ  2b_k]
+        M  (K, P, d, d + 2)        [I  û_k  û_k]
+        G  (K + 1, P, d + 2, N)    block k + 1 = [∂L/∂z_{k+1} ; t_k/D_k ; ga_k]
+        UH (K, P, 1, d + 1)        [û_kᵀ  κ_k]
+        Q  (K, P, d, d + 2)        [I  0  w_k]
+        T, t2, hp, D  (K, P, N)    t_k, t_k², h'(a_k), D_k
+
+    A layer's views drop the member axis when P = 1, and ``product`` is np.dot then (np.matmul
+    otherwise): both compute the same matrix products.
     """
 
     def __init__(self, P, K, d, N):
         self.shape = (P, K, d, N)
-        Pd = P * d
-        self.rows = np.repeat(np.arange(P), d)        # member of each z row        (P·d,)
-        self.cols = np.arange(Pd)
-        self.members = np.arange(P)
-        self.X = np.empty((K + 1, Pd + 1 + P, N))
-        self.X[:, Pd] = 1.0
-        self.WB = np.zeros((K, P, Pd + 1))
-        self.M = np.zeros((K, Pd, Pd + 1 + P))
-        self.M[:, self.cols, self.cols] = 1.0
-        self.G = np.empty((K + 1, Pd + 2 * P, N))
-        self.UH = np.zeros((K, P, Pd + P))
-        self.Q = np.zeros((K, Pd, Pd + 2 * P))
-        self.Q[:, self.cols, self.cols] = 1.0
-        self.e = np.empty((P, N))
+        eye = np.eye(d)
+        self.X = np.empty((K + 1, P, d + 2, N))
+        self.X[:, :, d] = 1.0
+        self.WB = np.empty((K, P, 1, d + 1))
+        self.M = np.empty((K, P, d, d + 2))
+        self.M[:, :, :, :d] = eye
+        self.G = np.empty((K + 1, P, d + 2, N))
+        self.UH = np.empty((K, P, 1, d + 1))
+        self.Q = np.empty((K, P, d, d + 2))
+        self.Q[:, :, :, :d] = eye
+        self.Q[:, :, :, d] = 0.0
+        self.e = np.empty((P, 1, N))
         self.T, self.t2, self.hp, self.D = (np.empty((K, P, N)) for _ in range(4))
-        X, G = self.X, self.G
-        self.forward_views = [(self.WB[k], X[k, :Pd + 1], X[k, Pd + 1:], self.M[k], X[k], X[k + 1, :Pd])
+        self.product = np.dot if P == 1 else np.matmul
+        one = (lambda a: a[0]) if P == 1 else (lambda a: a)   # drop the member axis when P = 1
+        X, G, hp = self.X, self.G, self.hp.reshape(K, P, 1, N)
+        self.forward_views = [tuple(one(a) for a in (self.WB[k], X[k, :, :d + 1], self.e, X[k, :, d + 1:],
+                                                     self.M[k], X[k], X[k + 1, :, :d]))
                               for k in range(K)]
-        self.backward_views = [(self.UH[k], G[k + 1, :Pd + P], G[k + 1, Pd + P:], self.hp[k], self.Q[k],
-                                G[k + 1], G[k, :Pd]) for k in reversed(range(K))]
-
-
-def _members_as_rows(v):
-    """(P, K, d) → (K, P·d): member p's vector for layer k in columns p·d … p·d + d − 1."""
-    P, K, d = v.shape
-    return v.transpose(1, 0, 2).reshape(K, P * d)
+        self.backward_views = [tuple(one(a) for a in (self.UH[k], G[k + 1, :, :d + 1], G[k + 1, :, d + 1:],
+                                                      hp[k], self.Q[k], G[k + 1], G[k, :, :d]))
+                               for k in reversed(range(K))]
 
 
 def fused_forward(z0, u_hat, sp, w, b, ws=None):
@@ -134,34 +132,32 @@ def fused_forward(z0, u_hat, sp, w, b, ws=None):
     ws = Workspace() if ws is None else ws
     P, K, d = w.shape
     N = z0.shape[1]
-    Pd = P * d
     lay = ws.layout(P, K, d, N)
     X = lay.X
-    X[0, :Pd] = z0.transpose(0, 2, 1).reshape(Pd, N)
-    uh_rows = _members_as_rows(u_hat)
-    lay.WB[:, lay.rows, lay.cols] = 2.0 * _members_as_rows(w)
-    lay.WB[:, :, Pd] = 2.0 * b.T
-    lay.M[:, :, Pd] = uh_rows
-    lay.M[:, lay.cols, Pd + 1 + lay.rows] = uh_rows
-    e = lay.e
-    dot, exp, add, divide = np.dot, np.exp, np.add, np.divide   # (out passed by position: the
-    with np.errstate(over="ignore"):                            #  cheapest call NumPy offers)
-        for wb, z1, q, m, x, z_next in lay.forward_views:
-            dot(wb, z1, e)                               # 2a_k = [2w_kᵀ 2b_k]·[z_k; 1]  (P, N)
+    X[0, :, :d] = z0.transpose(0, 2, 1)                  # z₀ of each member          (P, d, N)
+    uh_k = u_hat.transpose(1, 0, 2)                      # layer axis first          (K, P, d)
+    lay.WB[:, :, 0, :d] = 2.0 * w.transpose(1, 0, 2)
+    lay.WB[:, :, 0, d] = 2.0 * b.T
+    lay.M[:, :, :, d] = uh_k
+    lay.M[:, :, :, d + 1] = uh_k
+    product, exp, add, divide = lay.product, np.exp, np.add, np.divide   # (out passed by position:
+    with np.errstate(over="ignore"):                                     #  the cheapest call)
+        for wb, z1, e, q, m, x, z_next in lay.forward_views:
+            product(wb, z1, e)                           # 2a_k = [2w_kᵀ 2b_k]·[z_k; 1]
             exp(e, e)
             add(e, 1.0, e)
             divide(-2.0, e, q)                           # q_k = tanh(a_k) − 1
-            dot(m, x, z_next)                            # z_{k+1} = z_k + û_k t_k     (P·d, N)
+            product(m, x, z_next)                        # z_{k+1} = z_k + û_k t_k
     # h'_k = 1 − t_k² (one pass, where layer.py's tanh_derivative takes an exp: it is accurate to
     # 4e-16 absolute, so its relative accuracy falls only where h' < 1e-8, i.e. |a| > 10), and
     # D_k = t² + h'·sp_k (numerics.planar_D)
-    T = np.add(X[:K, Pd + 1:], 1.0, out=lay.T)                      # t_k             (K, P, N)
+    T = np.add(X[:K, :, d + 1], 1.0, out=lay.T)                     # t_k             (K, P, N)
     t2 = np.multiply(T, T, out=lay.t2)
     hp = np.subtract(1.0, t2, out=lay.hp)                           # h'(a_k)
     D = np.multiply(hp, sp.T[:, :, None], out=lay.D)
     D += t2                                                         # planar_D: t² + h'·sp
-    zK = X[K, :Pd].reshape(P, d, N).transpose(0, 2, 1)
-    return zK, planar_sum_logdet(D, sp.T), (lay, u_hat, uh_rows, sp, w)
+    zK = X[K, :, :d].transpose(0, 2, 1)
+    return zK, planar_sum_logdet(D, sp.T), (lay, uh_k, sp, w)
 
 
 def fused_backward(dzK, dlogdet, cache):
@@ -176,9 +172,8 @@ def fused_backward(dzK, dlogdet, cache):
         ga_k = h'_k·(gzᵀû_k + κ_k·t_k/D_k),    κ_k = −2·dlogdet·s_k    (the log-det's part)
         gz  ← gz + w_k·ga_k                                            (∂L/∂z_k)
 
-    Layer k keeps the block G_k = [gz ; t_k/D_k ; ga_k] of shape (d + 2, N) (for P members:
-    (P·d + 2P, N), rows stacked as in the forward), so each line is one matrix product or one
-    multiplication:
+    Layer k keeps the block G_k = [gz ; t_k/D_k ; ga_k] of shape (d + 2, N), so each line is one
+    matrix product or one multiplication:
 
         gzᵀû_k + κ_k·t_k/D_k = [û_kᵀ κ_k] · [gz ; t_k/D_k],    ga_k = h'_k·(…),    gz ← [I 0 w_k] · G_k
 
@@ -199,25 +194,23 @@ def fused_backward(dzK, dlogdet, cache):
     -------
     dz0 : (P, N, d), du_hat : (P, K, d), dsp : (P, K), dw : (P, K, d) (through a only), db : (P, K)
     """
-    lay, u_hat, uh_rows, sp, w = cache
+    lay, uh_k, sp, w = cache
     P, K, d, N = lay.shape
-    Pd = P * d
     X, G, T, hp, D = lay.X, lay.G, lay.T, lay.hp, lay.D
-    G[K, :Pd] = dzK.transpose(0, 2, 1).reshape(Pd, N)    # block 0 receives ∂L/∂z_0
-    np.divide(T, D, out=G[1:, Pd:Pd + P])                # t_k/D_k                   (K, P, N)
+    G[K, :, :d] = dzK.transpose(0, 2, 1)                 # ∂L/∂z_K                   (P, d, N)
+    np.divide(T, D, out=G[1:, :, d])                     # t_k/D_k                   (K, P, N)
     R = np.divide(hp, D, out=lay.t2)                     # h'/D (t²'s buffer is free now)
     dsp = dlogdet * R.sum(axis=2).T                      # Σₙ dlogdet·h'/D           (P, K)
-    lay.UH[:, lay.rows, lay.cols] = uh_rows
-    lay.UH[:, lay.members, Pd + lay.members] = -2.0 * dlogdet * (sp.T - 1.0)   # κ_k
-    lay.Q[:, lay.cols, Pd + P + lay.rows] = _members_as_rows(w)
-    dot, multiply = np.dot, np.multiply
+    lay.UH[:, :, 0, :d] = uh_k
+    lay.UH[:, :, 0, d] = -2.0 * dlogdet * (sp.T - 1.0)   # κ_k
+    lay.Q[:, :, :, d + 1] = w.transpose(1, 0, 2)
+    product, multiply = lay.product, np.multiply
     for uh, gz_c, ga, hp_k, q, g, gz_prev in lay.backward_views:
-        dot(uh, gz_c, ga)                                # gzᵀû_k + κ_k·t_k/D_k      (P, N)
+        product(uh, gz_c, ga)                            # gzᵀû_k + κ_k·t_k/D_k
         multiply(ga, hp_k, ga)                           # ga_k
-        dot(q, g, gz_prev)                               # ∂L/∂z_k = gz + w_k·ga_k   (P·d, N)
-    GA = G[1:, Pd + P:]                                  # ga_k                      (K, P, N)
-    GZ = G[1:, :Pd].reshape(K, P, d, N)                  # ∂L/∂z_{k+1}
-    du_hat = np.matmul(GZ, T[:, :, :, None])[..., 0]     # Σₙ gz·t_k                 (K, P, d)
-    dw = np.matmul(X[:K, :Pd].reshape(K, P, d, N), GA[:, :, :, None])[..., 0]   # Σₙ ga_k·z_k
-    dz0 = G[0, :Pd].reshape(P, d, N).transpose(0, 2, 1)
+        product(q, g, gz_prev)                           # ∂L/∂z_k = gz + w_k·ga_k
+    GA = G[1:, :, d + 1]                                 # ga_k                      (K, P, N)
+    du_hat = np.matmul(G[1:, :, :d], T[:, :, :, None])[..., 0]          # Σₙ gz·t_k  (K, P, d)
+    dw = np.matmul(X[:K, :, :d], GA[:, :, :, None])[..., 0]             # Σₙ ga_k·z_k
+    dz0 = G[0, :, :d].transpose(0, 2, 1)
     return dz0, du_hat.transpose(1, 0, 2), dsp, dw.transpose(1, 0, 2), GA.sum(axis=2).T
