@@ -53,8 +53,8 @@ def recipe(K, steps=None, batch_size=None, lr=None):
     So the best 8 of the 32 train on for 3000 more steps (5e-2 → 2.5e-3) before the best of
     them is taken. (Measured, seeds 0–5: keeping only the best of the 32 ended at KL ≈ 0.75 in
     every seed; keeping 8 ended at 0.698–0.699 in five of the six.) Populations are cheap:
-    32 flows of K = 2 cost about six single steps, 8 flows about one and a half (fused.py, and
-    the benchmark's last lines) — most of a small flow's step is per call, not per sample.
+    32 flows of K = 2 cost a few single steps, 8 flows little more than one (fused.py, and the
+    benchmark's last lines) — most of a small flow's step is per call, not per sample.
 
     (Also measured over seeds 0–2: annealing the population brought U1 with K = 8 from
     KL ≈ 0.05 to 0.03–0.04; with K = 2 it sent U3 to worse optima, so K = 2 starts at β = 1.)
