@@ -123,7 +123,8 @@ def run_job(job, report=None):
     """Fit one (target, K) and score it; returns a dict of plain arrays and numbers.
 
     The result holds the parameters, the training curve (loss and β of every step; for a
-    population, its best member's steps first — ``switch`` marks where refining began), the time,
+    population, its best member's steps first — ``kept`` marks where the best few of the
+    population went on alone, ``switch`` where refining began), the time,
     log Z, the exact KL ± standard error, ESS/n, the density on the plotting grid, and, when
     ``job["layers"]`` is set, the density after each number of layers (``layer_densities``).
     """
@@ -174,7 +175,8 @@ def run_job(job, report=None):
     result = {"name": job["name"], "K": job["K"], "params": params, "history": history,
               "curve": {"loss": np.concatenate(curve_loss + [history["loss"]]),
                         "beta": np.concatenate(curve_beta + [history["beta"]]),
-                        "switch": first + second if job["population"] else None},
+                        "switch": first + second if job["population"] else None,
+                        "kept": first if second else None},
               "seconds": seconds, "log_z": log_z, "kl": kl, "stderr": stderr, "ess": ess,
               "density": flow_density_on_grid(params, 4.0, job["grid_n"])}
     if job.get("layers"):

@@ -118,6 +118,8 @@ def training_curves(results, Ks, names, path, window=50):
             for start, stop in _runs(annealed):
                 ax.axvspan(start + 1, stop + 1, color="C1", alpha=0.12, lw=0,
                            label="annealing (β < 1)" if start == annealed[0] else None)
+            if r["curve"].get("kept"):
+                ax.axvline(r["curve"]["kept"], color="0.3", lw=0.8, ls="-.", label="best few kept")
             if r["curve"]["switch"]:
                 ax.axvline(r["curve"]["switch"], color="0.3", lw=0.8, ls=":", label="best candidate refined")
             ax.set_ylim(floor - 0.15, floor + max(1.0, 2.5 * (np.median(smooth[-w:]) - floor) + 0.3))
