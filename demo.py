@@ -124,7 +124,7 @@ def main(argv=None):
     for job, r in zip(jobs, results):
         tail = r["history"]["loss"][-max(1, len(r["history"]["loss"]) // 50):]
         steps = (f"{job['population']}×{job['population_steps']} + " if job["population"] else "") + \
-            (f"{job['keep']}×{job['keep_steps']} + " if job["population"] and job["keep"] else "") + str(job["steps"])
+            (f"{job['keep']}×{job['keep_steps']} + " if job["keep"] else "") + str(job["steps"])
         print(f"{r['name']:>6} {r['K']:3d} {steps:>23}   {tail.mean():+10.4f}   {-r['log_z']:+12.4f}"
               f"   {r['kl']:.4f} ± {r['stderr']:.4f}   {r['ess']:6.3f}   {r['seconds']:7.1f}")
 

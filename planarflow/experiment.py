@@ -67,7 +67,7 @@ def recipe(K, steps=None, batch_size=None, lr=None):
         steps = 5000 if steps is None else steps
         lr = 3e-2 if lr is None else lr
         return {"steps": steps, "batch_size": batch_size, "lr": lr, "lr_final": 0.01 * lr,
-                "anneal_steps": max(1, steps // 4), "population": None}
+                "anneal_steps": max(1, steps // 4), "population": None, "keep": None}
     lr = 1e-2 if lr is None else lr
     final = 3000 if steps is None else steps
     scale = final / 3000
@@ -133,7 +133,7 @@ def run_job(job, report=None):
     label = f"{job['name']} K={job['K']}"
     report = report or (_queue.put if _queue is not None else None)
     first = job["population_steps"] if job["population"] else 0
-    second = job["keep_steps"] if job["population"] and job["keep"] else 0
+    second = job["keep_steps"] if job["keep"] else 0
     total = first + second + job["steps"]
     last = [0.0]
 
@@ -152,18 +152,18 @@ def run_job(job, report=None):
                            lr_final=job["population_lr_final"], anneal_steps=job["population_anneal_steps"],
                            rng=rng, progress=False, population=job["population"], callback=progress(0))
         ranked = np.argsort(pop["loss"][-max(1, first // 10):].mean(axis=0), kind="stable")
-        best = int(ranked[0])
-        curve_loss, curve_beta = [pop["loss"][:, best]], [pop["beta"]]
         if second:                           # the best few train on (a good basin may be slow)
             kept = ranked[:job["keep"]]
             members, pop2 = fit(target, job["K"], second, job["population_batch"], lr=job["keep_lr"],
                                 lr_final=job["keep_lr_final"], rng=rng, progress=False,
                                 population=len(kept), params={k: v[kept] for k, v in members.items()},
                                 callback=progress(first))
-            j = int(np.argmin(pop2["loss"][-max(1, second // 10):].mean(axis=0)))
-            best = j
-            curve_loss = [pop["loss"][:, kept[j]], pop2["loss"][:, j]]
+            best = int(np.argmin(pop2["loss"][-max(1, second // 10):].mean(axis=0)))
+            curve_loss = [pop["loss"][:, kept[best]], pop2["loss"][:, best]]
             curve_beta = [pop["beta"], pop2["beta"]]
+        else:
+            best = int(ranked[0])
+            curve_loss, curve_beta = [pop["loss"][:, best]], [pop["beta"]]
         params = {k: v[best] for k, v in members.items()}
     params, history = fit(target, job["K"], job["steps"], job["batch_size"], lr=job["lr"],
                           lr_final=job["lr_final"], anneal_steps=job["anneal_steps"], rng=rng,

@@ -72,6 +72,6 @@ def planar_sum_logdet(D, sp):
 
 
 def std_normal_log_density(z):
-    """log N(z; 0, I) = −½‖z‖² − (d/2)·log 2π for z of shape (N, d); returns (N,)."""
+    """log N(z; 0, I) = −½‖z‖² − (d/2)·log 2π for z of shape (..., d); returns shape (...)."""
     d = z.shape[-1]
-    return -0.5 * np.einsum("nd,nd->n", z, z) - 0.5 * d * LOG_2PI
+    return -0.5 * (z * z).sum(axis=-1) - 0.5 * d * LOG_2PI

@@ -21,7 +21,7 @@ import numpy as np
 
 from .fused import Workspace, fused_backward, fused_forward
 from .layer import u_hat_backward, u_hat_forward
-from .numerics import LOG_2PI
+from .numerics import std_normal_log_density
 from .validation import as_float, check_params, check_points, check_target
 
 
@@ -101,10 +101,8 @@ def _reverse_kl_members(params, z0, target, beta, ws=None):
     uh, sp, uh_cache = u_hat_forward(params["u"], params["w"])       # (P, K, d), (P, K)
     zK, sum_logdet, cache = fused_forward(z0, uh, sp, params["w"], params["b"], ws)
     U, gU = energy_and_grad(target, zK.reshape(P * N, d))            # all members' points
-    # the loss's three terms, each summed over the batch on its own (np.mean costs several sums
-    # here), with log q₀(z₀) = −½‖z₀‖² − (d/2)·log 2π  (numerics.std_normal_log_density)
-    losses = ((-0.5 * (z0 * z0).sum(axis=(1, 2)) - sum_logdet.sum(axis=1) + beta * U.reshape(P, N).sum(axis=1)) / N
-              - 0.5 * d * LOG_2PI)
+    # the batch mean of each member's terms, as sums / N (np.mean costs several sums here)
+    losses = (std_normal_log_density(z0) - sum_logdet + beta * U.reshape(P, N)).sum(axis=1) / N
     dzK = (beta / N) * gU.reshape(P, N, d)         # ∂L/∂z_K        (P, N, d)
     _, du_hat, dsp, dw, db = fused_backward(dzK, -1.0 / N, cache)   # ∂L/∂logdet_k = −1/N
     du, dw_uh = u_hat_backward(du_hat, dsp, uh_cache)
