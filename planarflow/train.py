@@ -189,15 +189,17 @@ def _check_start(params, K, dim, name):
 
 def _member(params, i, population):
     """Member i of population parameters u, w (P, K, d), b (P, K), as one flow's dict."""
-    if not isinstance(params, dict) or set(params) != set(PARAM_KEYS):
-        raise TypeError(f"params: expected a dict with keys {list(PARAM_KEYS)}")
+    if not isinstance(params, dict):
+        raise TypeError(f"params: expected a dict with keys {list(PARAM_KEYS)}, got {type(params).__name__}")
+    if set(params) != set(PARAM_KEYS):
+        raise ValueError(f"params: expected exactly the keys {list(PARAM_KEYS)}, got {sorted(map(str, params))}")
     member = {}
     for k in PARAM_KEYS:
-        v = params[k]
-        if not isinstance(v, np.ndarray) or v.ndim != (2 if k == "b" else 3) or v.shape[0] != population:
+        shape = np.shape(params[k])
+        if len(shape) != (2 if k == "b" else 3) or shape[0] != population:
             raise ValueError(f"params[{k!r}]: with population = {population}, expected an array with a "
-                             f"leading axis of {population} members, got shape {getattr(v, 'shape', None)}")
-        member[k] = v[i]
+                             f"leading axis of {population} members, got shape {shape}")
+        member[k] = np.asarray(params[k])[i]          # checked as one flow's parameters by the caller
     return member
 
 

@@ -114,3 +114,9 @@ def test_a_population_continues_from_given_members():
         fit(target, K=2, steps=1, batch_size=8, population=2, params=bad, progress=False)
     with pytest.raises(ValueError, match="params member 0: expected K = 3"):
         fit(target, K=3, steps=1, batch_size=8, population=2, params=keep, progress=False)
+    with pytest.raises(ValueError, match=r"params\['u'\]: with population = 3"):
+        fit(target, K=2, steps=1, batch_size=8, population=3, params=keep, progress=False)
+    with pytest.raises(ValueError, match="exactly the keys"):
+        fit(target, K=2, steps=1, batch_size=8, population=2, params={"u": keep["u"]}, progress=False)
+    with pytest.raises(TypeError, match="params"):
+        fit(target, K=2, steps=1, batch_size=8, population=2, params=[keep], progress=False)
