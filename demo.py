@@ -14,7 +14,7 @@ import sys
 import time
 
 from planarflow import save
-from planarflow.experiment import KS, TARGETS, make_jobs, run_jobs, true_densities
+from planarflow.tools.experiment import KS, TARGETS, make_jobs, run_jobs, true_densities
 
 
 class Parser(argparse.ArgumentParser):
@@ -111,7 +111,7 @@ def main(argv=None):
     def draw_layers(r):
         """The layer-by-layer pictures, drawn as soon as their fit is done."""
         if "layer_densities" in r:
-            from planarflow.plotting import layers_figure, layers_gif
+            from planarflow.tools.plotting import layers_figure, layers_gif
 
             layers_figure(r["params"], r["layer_densities"], r["name"], stem + "_layers.png")
             layers_gif(r["params"], r["layer_densities"], r["name"], stem + "_layers.gif")
@@ -131,7 +131,7 @@ def main(argv=None):
     truth = true_densities(args.targets, grid_n=jobs[0]["grid_n"])
     rows = [{"name": name, "true": truth[name],
              "fits": {r["K"]: r for r in results if r["name"] == name}} for name in args.targets]
-    from planarflow.plotting import figure3, training_curves
+    from planarflow.tools.plotting import figure3, training_curves
 
     figure3(rows, args.K, args.out)
     training_curves(results, args.K, args.targets, written[1])

@@ -1,22 +1,45 @@
 """planarflow: planar normalizing flows (Rezende & Mohamed 2015) fitted by reverse KL, in NumPy.
 
-Reading order: numerics → layer → flow → targets → objective → optim → train → inverse →
-diagnostics; then fused (the training step's fast arrangement of flow.py), gradcheck, io,
-experiment (the Figure 3 runner) and plotting (the only module that imports matplotlib).
+The layout is the lesson at the top, the machinery in ``tools/``:
+
+    reference.py     THE METHOD, in one file a teacher can copy: û and its backward, the planar
+                     layer, the flow, U₁, reverse KL and its gradient, Adam, the training loop.
+                     Imports NumPy only. Read it first; it is the code that runs.
+    targets.py       U₁–U₄ of the paper's Table 1, their gradients, the box wall.
+    inverse.py       the numerical inverse of the flow, hence its exact density anywhere.
+    diagnostics.py   log Z by quadrature, the exact KL, importance sampling.
+    gradcheck.py     central differences, the check behind every gradient.
+
+    fused.py         the fast engine: reference.py's arithmetic arranged for speed, chosen by
+                     fit(..., engine="fused") and tied to reference.py by tests to rounding.
+
+    tools/           around the lesson, not part of it: the checked public functions (api.py),
+                     argument checks (validation.py), files (io.py), fit with populations and
+                     checkpoints (training.py), the Figure 3 runner (experiment.py), pictures,
+                     progress lines, the benchmark, the exercises and the README refresher.
+
+    experiment.py, benchmark.py, exercises.py, refresh_readme.py
+                     only the names of the commands ``python -m planarflow.<name>``; their code
+                     is in tools/.
+
+Why a subpackage: the lesson files import NumPy and each other, nothing else; tools/ imports the
+lesson, never the other way round. So ``ls planarflow/`` and the import graph both show the
+method apart from what serves it, and copying the lesson needs nothing from tools/.
+
+``import planarflow as pf`` gives the lesson's functions with their arguments checked
+(tools/api.py): each checks, then calls the plain function of the same name, looked up when
+called — so an edit of reference.py changes what pf.reverse_kl, pf.sample, pf.log_prob,
+pf.kl_divergence and a default pf.fit compute.
 """
 
-from .diagnostics import importance_log_z, kl_divergence, log_partition
-from .flow import flow_backward, flow_forward, init_params, sample
-from .gradcheck import numerical_gradient, rel_error
-from .inverse import inverse, log_prob
-from .io import load, save
-from .layer import planar_backward, planar_forward, u_hat, u_hat_backward, u_hat_forward
-from .objective import reverse_kl
-from .optim import Adam
-from .targets import Gaussian, get_target
-from .train import TrainingDiverged, fit
+from .tools.api import (Adam, Gaussian, flow_backward, flow_forward, get_target, importance_log_z,
+                        init_params, inverse, kl_divergence, log_partition, log_prob,
+                        numerical_gradient, planar_backward, planar_forward, rel_error, reverse_kl,
+                        sample, u_hat, u_hat_backward, u_hat_forward)
+from .tools.io import load, save
+from .tools.training import TrainingDiverged, fit
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Adam", "Gaussian", "TrainingDiverged", "fit", "flow_backward", "flow_forward", "get_target",

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from planarflow import fit, get_target, init_params
-from planarflow.diagnostics import importance_log_z, kl_divergence, log_partition
-from planarflow.flow import IDENTITY_WTU
-from planarflow.targets import Gaussian
+from planarflow import importance_log_z, kl_divergence, log_partition
+from planarflow.reference import IDENTITY_WTU
+from planarflow import Gaussian
 
 REFERENCE_LOG_Z = {"U1": 1.87750, "U2": 2.14287, "U3": 2.70249, "U4": 2.76076}   # reference.md §5
 
@@ -56,7 +56,7 @@ def test_kl_is_nonnegative_within_its_error_and_agrees_with_quadrature():
     kl, stderr = kl_divergence(params, target, 200_000, rng=4)
     assert kl > -3 * stderr
     # the same KL by quadrature of q log(q/p) on a grid, through log_prob
-    from planarflow.inverse import log_prob
+    from planarflow import log_prob
     h = 0.02
     x = np.arange(-8, 8 + h / 2, h)
     z1, z2 = np.meshgrid(x, x)
@@ -84,7 +84,7 @@ def test_importance_sampling_is_exact_for_a_perfect_flow_in_5d():
 
 
 def test_density_after_k_layers_is_the_truncated_flows_density():
-    from planarflow.plotting import flow_density_on_grid
+    from planarflow.tools.plotting import flow_density_on_grid
     params = init_params(5, 2, rng=2, u_scale=0.5)
     full = flow_density_on_grid(params, n=30)
     np.testing.assert_allclose(flow_density_on_grid(params, n=30, layers=5), full, rtol=1e-12)

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import characteristic_params
 from planarflow import flow_forward, init_params, sample
-from planarflow.inverse import inverse, log_prob, solve_alpha
+from planarflow import inverse, log_prob
+from planarflow.inverse import solve_alpha
 
 
 @pytest.mark.parametrize("d", [1, 2, 5])

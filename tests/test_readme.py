@@ -2,7 +2,7 @@
 
 import os
 
-from planarflow.refresh_readme import ROOT, code_fingerprint
+from planarflow.tools.refresh_readme import ROOT, code_fingerprint
 
 README = os.path.join(ROOT, "README.md")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from planarflow import get_target, numerical_gradient, rel_error
-from planarflow.targets import Gaussian
+from planarflow import Gaussian
 
 NAMES = ["U1", "U2", "U3", "U4"]
 

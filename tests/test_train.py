@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from planarflow import fit, get_target, reverse_kl
-from planarflow.targets import Gaussian
-from planarflow.train import beta_schedule, lr_schedule
+from planarflow import Gaussian
+from planarflow.reference import beta_schedule, lr_schedule
 
 
 def test_beta_schedule_follows_the_formula():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import planarflow as pf
-from planarflow.targets import Gaussian
+from planarflow import Gaussian
 
 GOOD = pf.init_params(3, 2, rng=0)
 Z = np.zeros((4, 2))

@@ -8,8 +8,8 @@ with z₁ to the right and z₂ pointing up.
 
 import numpy as np
 
-from .inverse import log_prob
-from .numerics import std_normal_log_density
+from ..reference import std_normal_log_density
+from .api import log_prob
 
 
 def grid(limit=4.0, n=200):

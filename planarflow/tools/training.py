@@ -1,39 +1,42 @@
-"""Training: fresh noise every step, the annealed objective, Adam, and a run that never loses work.
+"""fit: reference.fit's training loop, with what a long or unattended run needs around it.
 
-Each step t = 0, 1, …, steps − 1:
+reference.fit is the loop to read. This one takes the same steps — with the default
+``engine="reference"`` it returns exactly what reference.fit returns (tests/test_engines.py) —
+and adds argument checks, the fast engine, populations, divergence detection, checkpoints and
+progress lines. Every step, as in reference.fit:
 
-    β_t  = min(1, 0.01 + t/anneal_steps)        (β = 1 throughout when anneal_steps is 0/None)
-    z₀   ~ N(0, I), a fresh batch of batch_size points
-    L, ∇L = reverse_kl(θ, z₀, target, β_t)
-    θ    ← Adam(θ, ∇L)
+    β_t  = reference.beta_schedule(t, anneal_steps),   lr_t = reference.lr_schedule(t, …)
+    z₀   ~ N(0, I), a fresh batch
+    L, ∇L = reference.reverse_kl(θ, z₀, target, β_t)   (engine="fused": fused.reverse_kl_members)
+    θ    ← reference.Adam(θ, ∇L)
 
-Annealing (the paper's §6.1): with β < 1 the target exp(−β·U) is flatter, so the flow can spread
-over every mode of a multimodal target before it commits; β then rises to the true objective.
+Every reference function is looked up when it is called, so an edit of planarflow/reference.py
+(or a monkeypatch of it) changes what fit computes.
 """
 
 import math
 
 import numpy as np
 
-from .io import load_checkpoint, save_checkpoint
-from .objective import _reverse_kl_members
-from .optim import Adam
+from .. import fused, reference
+from .io import check_output_path, load_checkpoint, save_checkpoint
 from .progress import Progress
-from .validation import as_float, as_int, check_params, check_target, make_rng, PARAM_KEYS
-from .flow import init_params
-from .fused import Workspace
+from .validation import (MAX_ENTRIES, PARAM_KEYS, CheckedTarget, as_float, as_int, check_params,
+                         check_size, make_rng, param_domain_violation)
 
+ENGINES = ("reference", "fused")
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+MAX_STEPS = 10 ** 7
 
 
 class TrainingDiverged(RuntimeError):
-    """A training run met a non-finite loss or gradient and stopped.
+    """A training run met a non-finite loss or gradient, or left the parameters' domain, and stopped.
 
     Attributes
     ----------
     step : int                 the step at which it happened (0-based)
     history : dict             loss, beta and lr of every completed step
-    params : dict              the last finite parameters (those the failing step started from)
+    params : dict              the last valid parameters (those the failing step started from)
     """
 
     def __init__(self, message, step, history, params):
@@ -42,24 +45,13 @@ class TrainingDiverged(RuntimeError):
         self.history = history
         self.params = params
 
-
-def beta_schedule(t, anneal_steps):
-    """β_t = min(1, 0.01 + t/anneal_steps); 1 when anneal_steps is 0 or None."""
-    if not anneal_steps:
-        return 1.0
-    return min(1.0, 0.01 + t / anneal_steps)
-
-
-def lr_schedule(t, steps, lr, lr_final):
-    """Cosine decay from lr at t = 0 to lr_final at the last step (constant when lr_final is None)."""
-    if lr_final is None or steps <= 1:
-        return lr
-    return lr_final + 0.5 * (lr - lr_final) * (1.0 + math.cos(math.pi * t / (steps - 1)))
+    def __reduce__(self):            # so that it crosses process boundaries with its attributes
+        return type(self), (str(self), self.step, self.history, self.params)
 
 
 def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, params=None,
         lr_final=None, progress=True, callback=None, checkpoint=None, checkpoint_every=1000,
-        resume=None, label=None, population=None, dim=None):
+        resume=None, label=None, population=None, dim=None, engine="reference"):
     """Fit a K-layer planar flow to ``target`` by minimising the reverse KL with Adam.
 
     Parameters
@@ -77,16 +69,20 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     progress : bool, print a line every few seconds to stderr (False: silent)
     callback : optional callable, called after every step as callback(t, loss, beta)
     checkpoint : optional path; every ``checkpoint_every`` steps and at the end the parameters,
-        Adam's state, the history and the generator's state are written there atomically
+        Adam's state, the history, the generator's state and the settings (target included) are
+        written there atomically. The path is checked before the first step.
     resume : optional path of such a checkpoint; the run continues from it and ends exactly as
-        the uninterrupted run with the same arguments would
+        the uninterrupted run with the same arguments would (``params`` and ``rng`` must be None)
     label : optional text for progress lines
-    dim : the dimension d; by default the target's ``dim`` attribute, or 2 if it has none
     population : optional int P ≥ 1; train P independent flows at once (each with its own
         initialisation and its own batch of noise) and return them all. Adam updates every
-        parameter on its own, so this is exactly P separate runs — but one NumPy call serves all
-        P flows, which for small K costs little more than one run (see fused.py). Not combined
-        with checkpoint or resume.
+        parameter on its own, so this is exactly P separate runs; with engine="fused" one NumPy
+        call serves all P flows, which for small K costs little more than one run.
+        Not combined with checkpoint or resume.
+    dim : the dimension d; by default the target's ``dim`` attribute, or 2 if it has none
+    engine : "reference" (default): every step runs planarflow/reference.py's functions, the
+        code a student reads and edits; "fused": planarflow/fused.py, the same numbers to
+        rounding, several times faster.
 
     Returns
     -------
@@ -97,33 +93,50 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     Raises
     ------
     TrainingDiverged
-        when a loss or gradient is not finite; it carries the last finite parameters.
+        when a loss or gradient is not finite, or a step leaves the parameters' domain (see
+        planarflow/tools/validation.py); it carries the last valid parameters.
     """
+    if not isinstance(engine, str) or engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
     if dim is None:
-        dim = as_int(getattr(target, "dim", 2), "target.dim")
+        dim = getattr(target, "dim", 2)
+        name = "target.dim"
     else:
-        dim = as_int(dim, "dim")
-    check_target(target, dim=dim)
-    K = as_int(K, "K")
-    steps = as_int(steps, "steps")
-    batch_size = as_int(batch_size, "batch_size")
+        name = "dim"
+    dim = as_int(dim, name, maximum=MAX_ENTRIES)
+    checked = CheckedTarget(target, dim, finite=False)
+    K = as_int(K, "K", maximum=MAX_ENTRIES)
+    steps = as_int(steps, "steps", maximum=MAX_STEPS)
+    batch_size = as_int(batch_size, "batch_size", maximum=MAX_ENTRIES)
     lr = as_float(lr, "lr", low=0.0, low_open=True)
     if lr_final is not None:
         lr_final = as_float(lr_final, "lr_final", low=0.0, low_open=True)
     if anneal_steps is not None:
-        anneal_steps = as_int(anneal_steps, "anneal_steps", minimum=0)
-    checkpoint_every = as_int(checkpoint_every, "checkpoint_every")
+        anneal_steps = as_int(anneal_steps, "anneal_steps", minimum=0, maximum=MAX_STEPS)
+    checkpoint_every = as_int(checkpoint_every, "checkpoint_every", maximum=MAX_STEPS)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress: expected True or False, got {progress!r}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"label: expected a string or None, got {type(label).__name__}")
     if population is not None:
-        population = as_int(population, "population")
+        population = as_int(population, "population", maximum=MAX_ENTRIES)
         if checkpoint is not None or resume is not None:
             raise ValueError("population: cannot be combined with checkpoint or resume")
+    P = population or 1
+    check_size("batch_size", K + 1, P, batch_size, dim + 2, 2)       # the engine's buffers
+    if resume is not None and (params is not None or rng is not None):
+        raise ValueError(f"{'params' if params is not None else 'rng'}: a resumed run continues the "
+                         f"checkpoint's parameters and generator; pass neither params nor rng with resume")
+    if checkpoint is not None:
+        checkpoint = check_output_path(checkpoint, "checkpoint")
     label = label or f"{getattr(target, 'name', 'target')} K={K}"
     settings = {"K": K, "dim": dim, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
-                "anneal_steps": anneal_steps, "steps": steps}
+                "anneal_steps": anneal_steps, "steps": steps, "engine": engine,
+                "target": target_identity(target)}
 
-    adam = Adam(lr=lr)
+    adam = reference.Adam(lr)
     history = {"loss": [], "beta": [], "lr": []}
     if resume is not None:
         params, rng, start = _resume(resume, settings, adam, history)
@@ -132,36 +145,43 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         start = 0
         if population is not None:
             if params is None:
-                members = [init_params(K, dim, rng) for _ in range(population)]
+                members = [_init(K, dim, rng) for _ in range(population)]
             else:
                 members = [_check_start(_member(params, i, population), K, dim, f"params member {i}")
                            for i in range(population)]
             params = {k: np.stack([m[k] for m in members]) for k in PARAM_KEYS}   # (P, K, d)
         elif params is None:
-            params = init_params(K, dim, rng)
+            params = _init(K, dim, rng)
         else:
             params = _check_start(params, K, dim, "params")
-    P = population or 1
-    # the training step works on a population; a single flow is a population of one, whose
-    # arrays are views of params (so Adam's in-place updates reach params)
+    # the loop works on a population; a single flow is a population of one, whose arrays are
+    # views of params (so Adam's in-place updates reach params)
     members = params if population else {k: params[k][None] for k in PARAM_KEYS}
-    adam.m = {k: m[None] for k, m in adam.m.items()} if not population else adam.m
-    adam.v = {k: v[None] for k, v in adam.v.items()} if not population else adam.v
+    if not population:
+        adam.m = {k: m[None] for k, m in adam.m.items()}
+        adam.v = {k: v[None] for k, v in adam.v.items()}
+    last = {k: np.empty_like(v) for k, v in members.items()}          # the last valid parameters
+    step = _reference_step if engine == "reference" else _fused_step(fused.Workspace())
 
     report = Progress(enabled=progress)
-    ws = Workspace()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for t in range(start, steps):
-            beta = beta_schedule(t, anneal_steps)
-            adam.lr = lr_schedule(t, steps, lr, lr_final)
+            beta = reference.beta_schedule(t, anneal_steps)
+            adam.lr = reference.lr_schedule(t, steps, lr, lr_final)
             z0 = rng.standard_normal((P, batch_size, dim))
-            losses, grads = _reverse_kl_members(members, z0, target, beta, ws)
-            # One check of everything: a NaN or ±inf anywhere makes the sum non-finite. The
-            # parameters are still the finite ones this step started from; and with a finite
-            # gradient an Adam step cannot make them non-finite (|Δθ| ≤ lr·(1 − β₁)/√(1 − β₂)).
+            losses, grads = step(members, z0, checked, beta)
+            # One check of everything: a NaN or ±inf anywhere makes the sum non-finite.
             if not math.isfinite(float(losses.sum() + grads["u"].sum() + grads["w"].sum() + grads["b"].sum())):
                 _diverged(t, "the loss or its gradient is not finite", history, params, lr, anneal_steps)
-            adam._step(members, grads)
+            for k in PARAM_KEYS:
+                np.copyto(last[k], members[k])
+            adam.step(members, grads)
+            outside = param_domain_violation(members["u"], members["w"], members["b"])
+            if outside is not None:
+                for k in PARAM_KEYS:
+                    np.copyto(members[k], last[k])
+                _diverged(t, f"the step left the parameters' domain: {outside}", history, params, lr,
+                          anneal_steps)
             loss = losses if population else float(losses[0])
             history["loss"].append(loss)
             history["beta"].append(beta)
@@ -177,6 +197,36 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
                               f"({report.elapsed():.0f} s)")
     report.close()
     return params, {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
+
+
+def _init(K, dim, rng):
+    """reference.init_params, looked up now (so that an edit of it shows)."""
+    return reference.init_params(K, dim, rng)
+
+
+def _reference_step(members, z0, target, beta):
+    """The loss and gradient of each member through reference.reverse_kl, one member at a time."""
+    results = [reference.reverse_kl({k: v[p] for k, v in members.items()}, z0[p], target, beta)
+               for p in range(z0.shape[0])]
+    losses = np.array([loss for loss, _ in results])
+    return losses, {k: np.stack([g[k] for _, g in results]) for k in PARAM_KEYS}
+
+
+def _fused_step(ws):
+    """The same through fused.reverse_kl_members, all members at once, in a kept Workspace."""
+    def step(members, z0, target, beta):
+        return fused.reverse_kl_members(members, z0, target, beta, ws)
+    return step
+
+
+def target_identity(target):
+    """A text that tells targets apart, recorded in checkpoints: the repr of planarflow's own
+    targets (name, box, wall or mean, std), the class and dimension of anyone else's."""
+    own = getattr(target, "identity", None)
+    if isinstance(own, str):
+        return own
+    cls = type(target)
+    return f"{cls.__module__}.{cls.__qualname__} (dim {getattr(target, 'dim', None)!r})"
 
 
 def _check_start(params, K, dim, name):
@@ -205,7 +255,7 @@ def _member(params, i, population):
 
 def _diverged(t, what, history, params, lr, anneal_steps):
     raise TrainingDiverged(
-        f"training diverged at step {t}: {what}. The last finite parameters are in this "
+        f"training diverged at step {t}: {what}. The last valid parameters are in this "
         f"exception's .params and the history so far in .history. Try a smaller learning rate "
         f"(lr = {lr:g} now) or longer annealing (anneal_steps = {anneal_steps} now).",
         step=t,
@@ -217,12 +267,11 @@ def _diverged(t, what, history, params, lr, anneal_steps):
 def _resume(path, settings, adam, history):
     """Restore parameters, Adam, history and the generator from a checkpoint; returns the start step."""
     params, m, v, saved_history, meta = load_checkpoint(path)
-    for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps"):
+    for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps", "engine", "target"):
         if meta.get(key) != settings[key]:
             raise ValueError(
                 f"resume: the checkpoint {path!r} was written by a run with {key} = {meta.get(key)!r}, "
-                f"this call has {key} = {settings[key]!r}; resume with the same settings"
-            )
+                f"this call has {key} = {settings[key]!r}; resume with the same settings")
     start = meta.get("step")
     if not isinstance(start, int) or not 0 <= start <= settings["steps"] or start != len(saved_history["loss"]):
         raise ValueError(f"resume: the checkpoint {path!r} records an inconsistent step count")
@@ -232,9 +281,12 @@ def _resume(path, settings, adam, history):
     rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
     try:
         rng.bit_generator.state = state
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise ValueError(f"resume: the checkpoint {path!r} holds a corrupt generator state ({exc})") from None
     adam.m, adam.v = m, v
-    adam.t = as_int(meta.get("adam_t"), "adam_t", minimum=0)
+    adam_t = meta.get("adam_t")
+    if not isinstance(adam_t, int) or not 0 <= adam_t <= MAX_STEPS:
+        raise ValueError(f"resume: the checkpoint {path!r} records an invalid Adam step count")
+    adam.t = adam_t
     history.update(saved_history)
     return params, rng, start

@@ -1,0 +1,334 @@
+"""Planar normalizing flows fitted by reverse KL: the whole method in one file, NumPy only.
+
+Rezende & Mohamed (2015), "Variational Inference with Normalizing Flows": the planar layer
+(eq. 10–12), its invertibility constraint (appendix A.1), the flow's density (eq. 13) and the
+free-energy objective (eq. 15) — with every gradient derived by hand, directly above the lines
+that compute it — then Adam and a training loop with annealing. Copy this file alone anywhere:
+
+    python reference.py          # fits 16 layers to U₁ and prints the loss approaching −log Z
+
+It is also what the package runs: planarflow's reverse_kl, sample, log_prob, kl_divergence and a
+default fit call these functions (``import planarflow`` adds argument checks around them), so an
+edit here changes their results. planarflow/fused.py computes the same numbers faster for
+``fit(..., engine="fused")``; tests/test_engines.py ties the two together.
+
+Conventions (CS231n): ``x_forward(...) -> (out, cache)`` and ``x_backward(dout, cache)`` returns
+one gradient per input, in input order, each shaped like its input. N samples in d dimensions,
+K layers; the layers are k = 1..K in the formulas and rows 0..K−1 of the parameter arrays.
+"""
+
+import numpy as np
+
+# %% 1. Three numerically stable helpers
+#
+#   softplus(x) = log(1 + eˣ), as np.logaddexp(0, x): no overflow for x ≫ 0.
+#   h'(a) = 1 − tanh²(a) = sech²(a) = 4e/(1 + e)² with e = e^{−2|a|} ≤ 1: 1 − tanh² keeps fewer
+#           than 8 digits for |a| > 10 and is exactly 0 for |a| > 19; this form never cancels.
+#   log N(z; 0, I) = −½‖z‖² − (d/2)·log 2π.
+
+
+def softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def tanh_derivative(a):
+    e = np.exp(-2.0 * np.abs(a))
+    return 4.0 * e / ((1.0 + e) * (1.0 + e))
+
+
+def std_normal_log_density(z):
+    """log N(z; 0, I) for z (..., d); returns (...)."""
+    return -0.5 * (z * z).sum(axis=-1) - 0.5 * z.shape[-1] * np.log(2.0 * np.pi)
+
+
+# %% 2. The invertibility constraint û(u, w)   (appendix A.1)
+#
+#   A planar layer y = z + û·tanh(wᵀz + b) is invertible with a non-singular Jacobian when
+#   s = wᵀû > −1 (section 3, and the inverse in inverse.py). The paper enforces it by
+#   reparameterising a free u ∈ Rᵈ, with m(x) = −1 + softplus(x):
+#
+#       û = u + (m(wᵀu) − wᵀu)·w/‖w‖²      ⟹   wᵀû = m(wᵀu) > −1
+#
+#   (the squared norm: with ‖w‖ the identity wᵀû = m(wᵀu) fails). Write û = u + c·w with
+#   c = (m(wᵀu) − wᵀu)/‖w‖² = (softplus(−wᵀu) − 1)/‖w‖², since softplus(x) − x = softplus(−x)
+#   exactly (no cancellation at wᵀu ≫ 1). The layer needs sp = softplus(wᵀu) = 1 + s rather
+#   than s (section 3), so that is what the forward returns.
+#
+#   Backward, given gû = ∂L/∂û and gsp = ∂L/∂sp, with σ = sigmoid(wᵀu) = m'(wᵀu):
+#       ∂c/∂u = (σ − 1)·w/‖w‖²      ∂c/∂w = ((σ − 1)·u − 2c·w)/‖w‖²      (∂‖w‖²/∂w = 2w)
+#       ∂sp/∂u = σ·w                ∂sp/∂w = σ·u
+#   and û = u + c·w gives ∂û/∂u = I + w(∂c/∂u)ᵀ, ∂û/∂w = c·I + w(∂c/∂w)ᵀ, so
+#       ∂L/∂u = gû + (gû·w)(σ − 1)·w/‖w‖² + gsp·σ·w
+#       ∂L/∂w = c·gû + (gû·w)((σ − 1)·u − 2c·w)/‖w‖² + gsp·σ·u
+#   σ(x) = 1/(1 + e^{−x}) = e^{−softplus(−x)}: σ and 1 − σ = σ(−wᵀu) come from the two softplus
+#   values of the forward, each accurate to the last digit for every wᵀu.
+
+
+def u_hat_forward(u, w):
+    """u, w (..., d), rows of w non-zero -> û (..., d), sp = softplus(wᵀu) (...), cache."""
+    wtu = (w * u).sum(axis=-1)                       # wᵀu              (...)
+    sq = (w * w).sum(axis=-1)                        # ‖w‖²
+    sp_neg = softplus(-wtu)                          # softplus(−wᵀu) = m(wᵀu) − wᵀu + 1
+    c = (sp_neg - 1.0) / sq
+    u_hat = u + c[..., None] * w                     # (..., d)
+    sp = softplus(wtu)                               # 1 + wᵀû > 0
+    return u_hat, sp, (u, w, sq, c, sp_neg, sp)
+
+
+def u_hat_backward(du_hat, dsp, cache):
+    """-> du, dw: the gradients of L(û, sp) with respect to u and w, shaped like them."""
+    u, w, sq, c, sp_neg, sp = cache
+    sig, sig_neg = np.exp(-sp_neg), np.exp(-sp)      # σ(wᵀu), 1 − σ(wᵀu)
+    gw = (du_hat * w).sum(axis=-1)                   # gû·w
+    coef = (dsp * sig - gw * sig_neg / sq)[..., None]      # (gû·w)(σ − 1)/‖w‖² + gsp·σ
+    du = du_hat + coef * w
+    dw = c[..., None] * du_hat + coef * u - (2.0 * gw * c / sq)[..., None] * w
+    return du, dw
+
+
+# %% 3. One planar layer   (eq. 10–12)
+#
+#       a = wᵀz + b,   t = tanh(a),   y = f(z) = z + û·t
+#
+#   Its Jacobian is I + û·ψᵀ with ψ = h'(a)·w, and det(I + ûψᵀ) = 1 + ψᵀû (the matrix
+#   determinant lemma), so
+#
+#       log|det ∂f/∂z| = log|1 + h'(a)·s| = log D,    s = wᵀû = sp − 1.
+#
+#   With h' = 1 − t²,  D = 1 + h'·(sp − 1) = t² + h'·sp:  a sum of two non-negative terms, so
+#   D > 0 in floating point even where wᵀu ≪ −1 rounds s to exactly −1 (then 1 + h'·s would be
+#   0 at a = 0 and log D = −∞). No abs() and no epsilon are needed. Geometrically, the layer
+#   moves each point along û by t = tanh(wᵀz + b): the two sides of the hyperplane wᵀz + b = 0
+#   are pushed apart (s > 0: the density is stretched thin across it) or drawn together
+#   (−1 < s < 0: compressed into a ridge), smoothly and one-to-one.
+#
+#   Backward, given gy = ∂L/∂y (N, d) and gl = ∂L/∂log D (N,). With h''(a) = −2·t·h'(a):
+#       ∂y/∂a = û·h'      ∂log D/∂a = s·h''/D = −2·t·h'·s/D      ∂log D/∂sp = h'/D
+#   so, per sample,
+#       ga = (gy·û)·h' − 2·gl·t·h'·s/D                     ∂L/∂a     (N,)
+#   and, since a = wᵀz + b and y = z + û·t,
+#       ∂L/∂z = gy + ga·wᵀ     ∂L/∂b = Σₙ ga     ∂L/∂w = Σₙ ga·z       (w through a)
+#       ∂L/∂û = Σₙ gy·t        ∂L/∂sp = Σₙ gl·h'/D
+#   (∂L/∂û, ∂L/∂sp) then go through u_hat_backward. w reaches the loss three ways — through a,
+#   through û and through sp — so its gradient is the sum of the three (micrograd's +=).
+
+
+def planar_forward(z, u, w, b):
+    """z (N, d), u and w (d,), b a number -> y (N, d), log D (N,), cache."""
+    u_hat, sp, uh_cache = u_hat_forward(u, w)
+    a = z @ w + b                                    # (N,)
+    t = np.tanh(a)
+    y = z + t[:, None] * u_hat                       # (N, d)
+    hp = tanh_derivative(a)                          # h'(a)
+    D = t * t + hp * sp                              # 1 + h'·wᵀû > 0
+    return y, np.log(D), (z, w, u_hat, sp, t, hp, D, uh_cache)
+
+
+def planar_backward(dy, dlogdet, cache):
+    """dy (N, d), dlogdet (N,) -> dz (N, d), du (d,), dw (d,), db (a float)."""
+    z, w, u_hat, sp, t, hp, D, uh_cache = cache
+    s = sp - 1.0                                     # wᵀû
+    ga = (dy @ u_hat) * hp - 2.0 * dlogdet * t * hp * s / D       # ∂L/∂a   (N,)
+    dz = dy + ga[:, None] * w
+    db = float(ga.sum())
+    dw = ga @ z                                      # w through a
+    du_hat = t @ dy                                  # û through y
+    dsp = (dlogdet * hp / D).sum()                   # sp through log D
+    du, dw_uh = u_hat_backward(du_hat, dsp, uh_cache)
+    return dz, du, dw + dw_uh, db
+
+
+# %% 4. The flow and its density   (eq. 13)
+#
+#       z₀ ~ q₀ = N(0, I),   z_k = f_k(z_{k−1}),  k = 1..K
+#       log q_K(z_K) = log q₀(z₀) − Σ_k log D_k          (change of variables, layer by layer)
+#
+#   Parameters: a dict of arrays u (K, d), w (K, d), b (K,). Backward undoes the layers in
+#   reverse order; every log D_k enters the loss through the same sum, so each layer receives
+#   the same ∂L/∂log D.
+
+
+def flow_forward(params, z0):
+    """z0 (N, d) -> z_K (N, d), Σ_k log D_k (N,), the K layer caches."""
+    z, sum_logdet, caches = z0, np.zeros(z0.shape[0]), []
+    for u, w, b in zip(params["u"], params["w"], params["b"]):
+        z, logdet, cache = planar_forward(z, u, w, b)
+        sum_logdet = sum_logdet + logdet
+        caches.append(cache)
+    return z, sum_logdet, caches
+
+
+def flow_backward(dzK, dsum_logdet, caches):
+    """dzK (N, d), dsum_logdet (N,) -> dz0 (N, d), grads {u (K, d), w (K, d), b (K,)}."""
+    dz, du, dw, db = dzK, [], [], []
+    for cache in reversed(caches):
+        dz, du_k, dw_k, db_k = planar_backward(dz, dsum_logdet, cache)
+        du.append(du_k)
+        dw.append(dw_k)
+        db.append(db_k)
+    return dz, {"u": np.array(du[::-1]), "w": np.array(dw[::-1]), "b": np.array(db[::-1])}
+
+
+def sample(params, n, rng=None):
+    """n samples of q_K (n, d) and their exact log-density log q_K (n,)."""
+    rng = np.random.default_rng(rng)
+    z0 = rng.standard_normal((n, params["u"].shape[1]))
+    zK, sum_logdet, _ = flow_forward(params, z0)
+    return zK, std_normal_log_density(z0) - sum_logdet
+
+
+# Start at the identity: u = λ·w/‖w‖² with softplus(λ) = 1, i.e. λ = log(e − 1), gives wᵀu = λ,
+# m(λ) = 0 and û = 0. (u = 0 is not the identity: it gives û = (log 2 − 1)·w/‖w‖² ≈ −0.307·w.)
+# w is a random unit vector (û grows like 1/‖w‖, so keep w away from 0); b ~ N(0, 1) puts the
+# hyperplanes through the bulk of q₀; a little noise in u makes every layer different.
+IDENTITY_WTU = float(np.log(np.e - 1.0))
+
+
+def init_params(K, dim=2, rng=None, u_scale=0.1, b_scale=1.0):
+    """Raw parameters of K layers near the identity map: u, w (K, dim), b (K,)."""
+    rng = np.random.default_rng(rng)
+    w = rng.standard_normal((K, dim))
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+    b = b_scale * rng.standard_normal(K)
+    u = IDENTITY_WTU * w + u_scale * rng.standard_normal((K, dim))
+    return {"u": u, "w": w, "b": b}
+
+
+# %% 5. A target: U₁ of the paper's Table 1, a ring with two lobes
+#
+#       U₁(z) = ½((‖z‖ − 2)/0.4)² − log(e^{e₁} + e^{e₂}),   e₁,₂ = −½((z₁ ∓ 2)/0.6)²
+#       ∇U₁ = (‖z‖ − 2)/0.4² · z/‖z‖ − (p₁·∇e₁ + p₂·∇e₂),   ∇eᵢ = (−(z₁ ∓ 2)/0.6², 0)
+#
+#   with the weights pᵢ = e^{eᵢ}/(e^{e₁} + e^{e₂}). The log of a sum is np.logaddexp, never
+#   log(exp + exp + ε) (an ε caps U and the density stops decaying). ‖z‖ has no gradient at
+#   z = 0; we take 0 there. A target is any object with energy(z) -> (N,) and grad(z) -> (N, d);
+#   planarflow/targets.py has U₂–U₄.
+
+
+def logaddexp_weights(e1, e2):
+    """log(e^{e₁} + e^{e₂}) and the weights pᵢ = e^{eᵢ}/(e^{e₁} + e^{e₂}), from one exponential:
+    with r = e^{−|e₁ − e₂|} ≤ 1 the sum is max(e₁, e₂) + log(1 + r) and the larger eᵢ has
+    weight 1/(1 + r) (np.logaddexp's own stable form, with r reused for the weights)."""
+    r = np.exp(-np.abs(e1 - e2))
+    p1 = np.where(e1 >= e2, 1.0, r) / (1.0 + r)
+    return np.maximum(e1, e2) + np.log1p(r), p1, 1.0 - p1
+
+
+def u1(z):
+    """U₁ at z (N, 2) and its gradient: (U (N,), ∇U (N, 2))."""
+    z1, z2 = z[:, 0], z[:, 1]
+    r = np.hypot(z1, z2)
+    c = np.divide(r - 2.0, 0.16 * r, out=np.zeros_like(r), where=r > 0)   # (r − 2)/(0.4²·r)
+    lse, p1, p2 = logaddexp_weights(-0.5 * ((z1 - 2.0) / 0.6) ** 2, -0.5 * ((z1 + 2.0) / 0.6) ** 2)
+    U = 0.5 * ((r - 2.0) / 0.4) ** 2 - lse
+    # −(p₁·∂e₁/∂z₁ + p₂·∂e₂/∂z₁) = (p₁(z₁ − 2) + p₂(z₁ + 2))/0.6²
+    return U, np.stack([c * z1 + (p1 * (z1 - 2.0) + p2 * (z1 + 2.0)) / 0.36, c * z2], axis=1)
+
+
+# %% 6. The objective: reverse KL, the variational free energy   (eq. 15)
+#
+#       F(θ) = E_{z₀~q₀}[ log q_K(z_K) + β·U(z_K) ] = E_{z₀}[ log q₀(z₀) − Σ_k log D_k + β·U(z_K) ]
+#
+#   At β = 1, KL(q_K ‖ p) = F + log Z ≥ 0 with p = e^{−U}/Z: the loss never needs Z, but it is
+#   bounded below by −log Z, so a negative loss is correct. On a batch z₀ (N, d) drawn by the
+#   caller the estimate is a deterministic function of (θ, z₀) — the reparameterisation trick —
+#   so its gradient is an exact derivative (central differences check it) and, since z₀'s
+#   distribution does not depend on θ, unbiased for ∇F. Backprop starts from the batch mean:
+#       ∂L/∂z_K⁽ⁿ⁾ = β·∇U(z_K⁽ⁿ⁾)/N,      ∂L/∂log D_k⁽ⁿ⁾ = −1/N  (the same for every layer k)
+
+
+def reverse_kl(params, z0, target, beta=1.0):
+    """The loss on the batch z0 (N, d) and its gradient: (loss, {u, w, b} shaped like params)."""
+    N = z0.shape[0]
+    zK, sum_logdet, caches = flow_forward(params, z0)
+    U, gU = target.energy(zK), target.grad(zK)
+    loss = np.mean(std_normal_log_density(z0) - sum_logdet + beta * U)
+    _, grads = flow_backward(beta * gU / N, np.full(N, -1.0 / N), caches)
+    return float(loss), grads
+
+
+# %% 7. Adam   (Kingma & Ba 2015)
+#
+#       t ← t + 1
+#       m ← β₁·m + (1 − β₁)·g          a running mean of the gradient
+#       v ← β₂·v + (1 − β₂)·g²         a running mean of its square
+#       θ ← θ − lr·m̂/(√v̂ + ε),   m̂ = m/(1 − β₁ᵗ),  v̂ = v/(1 − β₂ᵗ)   (bias corrections: m, v start at 0)
+
+
+class Adam:
+    def __init__(self, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.t, self.m, self.v = 0, {}, {}
+
+    def step(self, params, grads):
+        """Update every array of params in place from grads (a dict with the same keys)."""
+        self.t += 1
+        for key, g in grads.items():
+            if key not in self.m:
+                self.m[key], self.v[key] = np.zeros_like(g), np.zeros_like(g)
+            m, v = self.m[key], self.v[key]
+            m *= self.beta1
+            m += (1.0 - self.beta1) * g
+            v *= self.beta2
+            v += (1.0 - self.beta2) * (g * g)
+            m_hat = m / (1.0 - self.beta1 ** self.t)
+            v_hat = v / (1.0 - self.beta2 ** self.t)
+            params[key] -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+# %% 8. Training: fresh noise every step, annealing, Adam
+#
+#   β_t = min(1, 0.01 + t/T) over the first T = anneal_steps steps (the paper's §6.1): the
+#   flattened target e^{−β·U} lets the flow spread over every mode before it commits to U.
+#   The learning rate may decay from lr to lr_final along a cosine (large steps to travel,
+#   small ones to average out the gradient noise at the end).
+
+
+def beta_schedule(t, anneal_steps):
+    return min(1.0, 0.01 + t / anneal_steps) if anneal_steps else 1.0
+
+
+def lr_schedule(t, steps, lr, lr_final):
+    if lr_final is None or steps <= 1:
+        return lr
+    return lr_final + 0.5 * (lr - lr_final) * (1.0 + np.cos(np.pi * t / (steps - 1)))
+
+
+def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=0, rng=None, lr_final=None,
+        dim=2, callback=None):
+    """Fit K planar layers to target; returns the parameters. callback(t, loss, beta) each step."""
+    rng = np.random.default_rng(rng)
+    params = init_params(K, dim, rng)
+    adam = Adam(lr)
+    for t in range(steps):
+        beta = beta_schedule(t, anneal_steps)
+        adam.lr = lr_schedule(t, steps, lr, lr_final)
+        z0 = rng.standard_normal((batch_size, dim))              # fresh noise every step
+        loss, grads = reverse_kl(params, z0, target, beta)
+        adam.step(params, grads)
+        if callback is not None:
+            callback(t, loss, beta)
+    return params
+
+
+# %% 9. Run it: U₁ with 16 layers (about ten seconds)
+if __name__ == "__main__":
+    from types import SimpleNamespace
+
+    K, STEPS, BATCH, LR, LR_FINAL, ANNEAL = 16, 3000, 256, 2e-2, 5e-4, 1000
+    LOG_Z = 1.8775          # log ∫ e^{−U₁} dz, by quadrature (planarflow.log_partition)
+    target = SimpleNamespace(energy=lambda z: u1(z)[0], grad=lambda z: u1(z)[1])
+    losses = []
+
+    def report(t, loss, beta):
+        losses.append(loss)
+        if (t + 1) % 250 == 0:
+            print(f"step {t + 1:5d}   β = {beta:.2f}   loss (mean of the last 250) = "
+                  f"{np.mean(losses[-250:]):+.4f}   floor −log Z = {-LOG_Z:+.4f}")
+
+    params = fit(target, K, STEPS, BATCH, lr=LR, anneal_steps=ANNEAL, rng=0, lr_final=LR_FINAL,
+                 callback=report)
+    z0 = np.random.default_rng(1).standard_normal((100_000, 2))
+    zK, sum_logdet, _ = flow_forward(params, z0)
+    kl = np.mean(std_normal_log_density(z0) - sum_logdet + target.energy(zK)) + LOG_Z
+    print(f"KL(q_K ‖ p) = loss + log Z = {kl:.4f} nats on 100 000 fresh samples (0 = a perfect fit)")

@@ -1,0 +1,373 @@
+"""What ``import planarflow`` gives: the lesson's functions with their arguments checked.
+
+Each function here checks its arguments (tools/validation.py) before any work or allocation —
+a wrong shape, NaN/inf, a size, a target that is not one: a ValueError or TypeError naming the
+argument — and then calls the plain function of the same name in reference.py, inverse.py,
+diagnostics.py, targets.py or gradcheck.py, looked up at call time: an edit (or a monkeypatch)
+of those files changes what these return. Targets given by a user are evaluated through
+validation.CheckedTarget, which hands them copies of the points and checks what comes back.
+Arrays too large to hold at once are processed in chunks, so memory stays bounded.
+"""
+
+import functools
+
+import numpy as np
+
+from .. import diagnostics, gradcheck, inverse as inverse_module, reference, targets
+from .validation import (MAX_ENTRIES, CheckedTarget, as_array, as_float, as_int, check_params,
+                         check_points, check_size, check_target, make_rng)
+
+CHUNK = 8192                    # points per call of the plain functions that keep caches
+MAX_SAMPLES = 10 ** 9           # kl_divergence, importance_log_z: n (memory stays bounded)
+TARGET_NAMES = tuple(targets.ENERGIES)
+
+
+# --- the method (reference.py) -----------------------------------------------------------------
+
+def u_hat(u, w):
+    """û(u, w) = u + (m(wᵀu) − wᵀu)·w/‖w‖², m(x) = −1 + softplus(x) (appendix A.1), so that
+    wᵀû = m(wᵀu) > −1. u, w: (d,) for one layer or (K, d); returns an array shaped like u."""
+    u, w = _u_w(u, w)
+    return reference.u_hat_forward(u, w)[0]
+
+
+def u_hat_forward(u, w):
+    """Checked reference.u_hat_forward: (û, sp = softplus(wᵀu) = 1 + wᵀû, cache)."""
+    return reference.u_hat_forward(*_u_w(u, w))
+
+
+def u_hat_backward(du_hat, dsp, cache):
+    """reference.u_hat_backward: (∂L/∂u, ∂L/∂w) from ∂L/∂û, ∂L/∂sp and the forward's cache."""
+    return reference.u_hat_backward(du_hat, dsp, cache)
+
+
+def _u_w(u, w):
+    u = as_array(u, "u", ndim=(1, 2))
+    w = as_array(w, "w", shape=u.shape)
+    check_params({"u": np.atleast_2d(u), "w": np.atleast_2d(w), "b": np.zeros(np.atleast_2d(u).shape[0])})
+    return u, w
+
+
+def planar_forward(z, u, w, b):
+    """One planar layer y = z + û·tanh(wᵀz + b) and its log-det log(1 + h'(a)·wᵀû), checked.
+
+    z (N, d); u, w (d,); b a number. Returns y (N, d), logdet (N,), cache (reference.planar_forward).
+    """
+    z = check_points(z, "z")
+    d = z.shape[1]
+    u = as_array(u, "u", shape=(d,))
+    w = as_array(w, "w", shape=(d,))
+    b = as_float(b, "b")
+    check_params({"u": u[None], "w": w[None], "b": np.array([b])})
+    return reference.planar_forward(z, u, w, b)
+
+
+def planar_backward(dy, dlogdet, cache):
+    """reference.planar_backward: dz, du, dw, db from dy (N, d), dlogdet (N,) and the cache."""
+    return reference.planar_backward(dy, dlogdet, cache)
+
+
+def flow_forward(params, z0):
+    """Push z0 (N, d) through the K layers: (z_K (N, d), Σ_k log D_k (N,), caches), checked."""
+    params, K, d = check_params(params)
+    z0 = check_points(z0, "z0", d)
+    check_size("z0", z0.shape[0], K, d + 6)                        # the caches
+    return reference.flow_forward(params, z0)
+
+
+def flow_backward(dzK, dsum_logdet, caches):
+    """reference.flow_backward: (∂L/∂z₀, {u, w, b} gradients) from the upstream gradients."""
+    return reference.flow_backward(dzK, dsum_logdet, caches)
+
+
+def init_params(K, dim=2, rng=None, u_scale=0.1, b_scale=1.0):
+    """Raw parameters u, w (K, dim), b (K,) for K layers near the identity (reference.init_params)."""
+    K = as_int(K, "K", maximum=MAX_ENTRIES)
+    dim = as_int(dim, "dim", maximum=MAX_ENTRIES)
+    check_size("K", K, dim, 2)
+    u_scale = as_float(u_scale, "u_scale", low=0.0, high=1e6)
+    b_scale = as_float(b_scale, "b_scale", low=0.0, high=1e6)
+    return reference.init_params(K, dim, make_rng(rng), u_scale, b_scale)
+
+
+def sample(params, n, rng=None):
+    """n samples of q_K and their exact log-density: (z (n, d), log_q (n,)).
+
+    reference.sample, CHUNK samples at a time from the same generator (the same numbers as one
+    call: a Generator's draws do not depend on how they are split).
+    """
+    params, K, d = check_params(params)
+    n = as_int(n, "n", maximum=MAX_ENTRIES)
+    check_size("n", n, d + 1)
+    rng = make_rng(rng)
+    z, log_q = np.empty((n, d)), np.empty(n)
+    for i in range(0, n, CHUNK):
+        z[i:i + CHUNK], log_q[i:i + CHUNK] = reference.sample(params, min(CHUNK, n - i), rng)
+    return z, log_q
+
+
+def reverse_kl(params, z0, target, beta=1.0):
+    """The reverse-KL loss on the batch z0 (N, d) and its exact gradient (reference.reverse_kl).
+
+    loss = (1/N) Σₙ [log q₀(z₀⁽ⁿ⁾) − Σ_k log D_k⁽ⁿ⁾ + β·U(z_K⁽ⁿ⁾)],  ≥ −log Z in expectation at β = 1.
+
+    Parameters
+    ----------
+    params : dict u (K, d), w (K, d), b (K,)
+    z0 : ndarray, shape (N, d)   samples of q₀ = N(0, I)
+    target : object with energy(z) (N,) and grad(z) (N, d); its values must be finite
+    beta : float in (0, 1]
+
+    Returns
+    -------
+    loss : float, grads : dict shaped like params
+    """
+    params, K, d = check_params(params)
+    z0 = check_points(z0, "z0", d)
+    check_size("z0", z0.shape[0], K, d + 6)
+    checked = CheckedTarget(target, d)
+    beta = as_float(beta, "beta", low=0.0, high=1.0, low_open=True)
+    return reference.reverse_kl(params, z0, checked, beta)
+
+
+class Adam(reference.Adam):
+    """reference.Adam with its settings and every step's arrays checked.
+
+    ``step(params, grads)`` updates the float64 arrays of ``params`` in place; ``grads`` must have
+    the same keys and shapes, finite, and the shapes may not change between steps.
+    """
+
+    def __init__(self, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(as_float(lr, "lr", low=0.0, low_open=True),
+                         as_float(beta1, "beta1", low=0.0, high=1.0, high_open=True),
+                         as_float(beta2, "beta2", low=0.0, high=1.0, high_open=True),
+                         as_float(eps, "eps", low=0.0, low_open=True))
+
+    def step(self, params, grads):
+        if not isinstance(params, dict) or not isinstance(grads, dict):
+            raise TypeError("params, grads: expected dicts of arrays")
+        if set(grads) != set(params):
+            raise ValueError(f"grads: expected the keys of params {sorted(map(str, params))}, "
+                             f"got {sorted(map(str, grads))}")
+        self.lr = as_float(self.lr, "lr", low=0.0, low_open=True)
+        checked = {}
+        for key, theta in params.items():
+            if not isinstance(theta, np.ndarray) or theta.dtype != np.float64:
+                raise TypeError(f"params[{key!r}]: expected a float64 ndarray (updated in place), "
+                                f"got {type(theta).__name__}")
+            if not theta.flags.writeable:
+                raise ValueError(f"params[{key!r}]: expected a writeable array (updated in place)")
+            if key in self.m and self.m[key].shape != theta.shape:
+                raise ValueError(f"params[{key!r}]: its shape changed from {self.m[key].shape} to "
+                                 f"{theta.shape} since the last step; use a new Adam")
+            checked[key] = as_array(grads[key], f"grads[{key!r}]", shape=theta.shape)
+        super().step(params, checked)
+
+
+# --- targets (targets.py) ---------------------------------------------------------------------
+
+class PaperTarget:
+    """One of the paper's energies U1–U4 (targets.py) in 2-D, inside the box wall unless box=None.
+
+    Attributes: ``name``, ``dim`` (= 2), ``box`` (half-width, or None), ``wall`` (width).
+    Methods: ``energy(z)`` (N,), ``grad(z)`` (N, 2), ``energy_and_grad(z)``; z has shape (N, 2).
+    """
+
+    dim = 2
+
+    def __init__(self, name, box=4.0, wall=0.2):
+        if not isinstance(name, str) or name not in TARGET_NAMES:
+            raise ValueError(f"name: expected one of {list(TARGET_NAMES)}, got {name!r}")
+        self.name = name
+        self.box = None if box is None else as_float(box, "box", low=0.0, low_open=True, high=1e6)
+        self.wall = as_float(wall, "wall", low=1e-6, high=1e6)
+        self.identity = repr(self)
+
+    def __repr__(self):
+        return f"get_target({self.name!r}, box={self.box!r}, wall={self.wall!r})"
+
+    def energy_and_grad(self, z):
+        """U(z) of shape (N,) and ∇U(z) of shape (N, 2) for z of shape (N, 2)."""
+        return targets.paper_energy(self.name, check_points(z, "z", 2), self.box, self.wall)
+
+    def energy(self, z):
+        """U(z), shape (N,), for z of shape (N, 2)."""
+        return self.energy_and_grad(z)[0]
+
+    def grad(self, z):
+        """∇U(z), shape (N, 2), for z of shape (N, 2)."""
+        return self.energy_and_grad(z)[1]
+
+
+def get_target(name, box=4.0, wall=0.2):
+    """The paper's energy ``name`` ∈ {"U1", "U2", "U3", "U4"}, inside a box wall by default.
+
+    Parameters
+    ----------
+    name : str
+    box : float > 0 or None
+        Half-width of the box (−box, box)² outside which the wall rises. ``None`` gives the
+        paper's energies exactly — but then exp(−U) of U2, U3 and U4 does not decay along z₁,
+        their Z is infinite, and reverse-KL training has no minimum: the loss can fall for ever
+        while the flow stretches along z₁. Use box=None for U2–U4 only to see that happen.
+    wall : float > 0
+        Width of the wall: outside the box U rises by ½(excess/wall)² per coordinate.
+
+    Returns
+    -------
+    PaperTarget with ``energy``, ``grad``, ``energy_and_grad``, ``name`` and ``dim`` = 2.
+    """
+    return PaperTarget(name, box=box, wall=wall)
+
+
+class Gaussian:
+    """A diagonal Gaussian target U(z) = ½ Σᵢ ((zᵢ − μᵢ)/σᵢ)² in any dimension (targets.gaussian).
+
+    Its normaliser is known in closed form, log Z = Σᵢ log σᵢ + (d/2)·log 2π (``log_z``): the
+    target on which an exact fit (KL = 0, loss = −log Z) can be checked.
+    """
+
+    def __init__(self, mean, std):
+        self.mean = as_array(mean, "mean", ndim=1, max_abs=1e100)
+        self.std = as_array(std, "std", shape=self.mean.shape)
+        if self.mean.size < 1 or np.any(self.std < 1e-100):
+            raise ValueError(f"std: expected entries of at least 1e-100, got {self.std}")
+        check_size("mean", self.mean.size)
+        self.dim = self.mean.size
+        self.name = f"Gaussian{self.dim}d"
+        self.log_z = float(np.sum(np.log(self.std)) + 0.5 * self.dim * np.log(2 * np.pi))
+        self.identity = f"Gaussian(mean={self.mean.tolist()}, std={self.std.tolist()})"
+
+    def __repr__(self):
+        return self.identity
+
+    def energy_and_grad(self, z):
+        return targets.gaussian(check_points(z, "z", self.dim), self.mean, self.std)
+
+    def energy(self, z):
+        return self.energy_and_grad(z)[0]
+
+    def grad(self, z):
+        return self.energy_and_grad(z)[1]
+
+
+# --- the exact density anywhere (inverse.py) -------------------------------------------------
+
+def inverse(params, y):
+    """Undo the flow: the z₀ (N, d) with flow_forward(params, z₀) = y for every row of y (N, d)."""
+    params, K, d = check_params(params)
+    y = check_points(y, "y", d)
+    return inverse_module.inverse(params, y)
+
+
+def log_prob(params, y):
+    """Exact log-density log q_K(y) (N,) of the flow at any points y (N, d) (inverse.log_prob)."""
+    params, K, d = check_params(params)
+    y = check_points(y, "y", d)
+    return np.concatenate([inverse_module.log_prob(params, y[i:i + CHUNK]) for i in range(0, y.shape[0], CHUNK)])
+
+
+# --- quality numbers (diagnostics.py) ---------------------------------------------------------
+
+def log_partition(target, limit=None, spacing=0.02):
+    """log Z = log ∫ exp(−U(z)) dz of a 2-D target by quadrature on [−limit, limit]²
+    (diagnostics.log_partition). By default limit is box + 15·wall for a boxed target (the wall
+    has risen by ½·15² = 112 nats there) and 8 otherwise. Raises ValueError for a target that is
+    not 2-D, a grid too coarse for the density, or a density that has not vanished at its edge —
+    each message says what to pass instead."""
+    check_target(target)
+    dim = getattr(target, "dim", None)
+    if dim != 2:
+        raise ValueError(f"target: log_partition integrates on a 2-D grid; this target's dimension "
+                         f"is {dim!r} (a target without a dim attribute is not assumed to be 2-D): "
+                         f"pass log_z to kl_divergence instead, or use importance_log_z")
+    spacing = as_float(spacing, "spacing", low=1e-4, high=1.0)
+    box = getattr(target, "box", None) if isinstance(target, PaperTarget) else None
+    if limit is None:
+        limit = box + 15.0 * target.wall if box is not None else 8.0
+    limit = as_float(limit, "limit", low=0.0, low_open=True, high=1e4)
+    if (2 * int(np.ceil(limit / spacing)) + 1) ** 2 > MAX_ENTRIES:
+        raise ValueError(f"spacing: {spacing} on [−{limit}, {limit}]² needs more than {MAX_ENTRIES:.0e} "
+                         f"points; use a larger spacing or a smaller limit")
+    if isinstance(target, PaperTarget):
+        return _paper_log_partition(target.name, target.box, target.wall, limit, spacing)
+    return diagnostics.log_partition(CheckedTarget(target, 2), limit, spacing)
+
+
+@functools.lru_cache(maxsize=64)
+def _paper_log_partition(name, box, wall, limit, spacing):
+    return diagnostics.log_partition(PaperTarget(name, box, wall), limit, spacing)
+
+
+def _log_z(target, log_z, d):
+    """log Z: the argument, else the target's ``log_z`` attribute, else quadrature (2-D only)."""
+    if log_z is not None:
+        return as_float(log_z, "log_z")
+    if getattr(target, "log_z", None) is not None:
+        return as_float(target.log_z, "target.log_z")
+    if d != 2:
+        raise ValueError(f"log_z: the flow is {d}-dimensional and log Z can only be computed by "
+                         f"quadrature in 2-D; pass log_z (or give the target a log_z attribute)")
+    return log_partition(target)
+
+
+def kl_divergence(params, target, n, rng=None, log_z=None):
+    """KL(q_K ‖ p) in nats from n fresh samples, with its Monte-Carlo standard error.
+
+    KL = E_q[log q_K(z) + U(z)] + log Z; log Z is ``log_z`` if given, else the target's own
+    ``log_z`` attribute if it has one, else ``log_partition(target)`` (2-D flows only).
+    Memory does not grow with n (diagnostics.kl_divergence keeps running sums).
+
+    Returns
+    -------
+    (kl, stderr) : floats; stderr = std(log q + U)/√n.
+    """
+    params, K, d = check_params(params)
+    checked = CheckedTarget(target, d)
+    n = as_int(n, "n", minimum=2, maximum=MAX_SAMPLES)
+    rng = make_rng(rng)
+    lz = _log_z(target, log_z, d)
+    return diagnostics.kl_divergence(params, checked, n, rng, lz)
+
+
+def importance_log_z(params, target, n, rng=None):
+    """Importance-sampling estimate of log Z with q_K as the proposal, and ESS/n of its weights.
+
+    log Ẑ = logsumexp(−U(zᵢ) − log q_K(zᵢ)) − log n,   ESS = (Σwᵢ)²/Σwᵢ² (computed in logs), in
+    any dimension and in memory that does not grow with n. Returns (log_z, ess_fraction).
+    """
+    params, K, d = check_params(params)
+    checked = CheckedTarget(target, d)
+    n = as_int(n, "n", maximum=MAX_SAMPLES)
+    return diagnostics.importance_log_z(params, checked, n, make_rng(rng))
+
+
+# --- central differences (gradcheck.py) ---------------------------------------------------------
+
+def numerical_gradient(f, x, h=1e-5):
+    """Central-difference gradient of a scalar function f at the array x (gradcheck.numerical_gradient).
+
+    x (float64 or np.longdouble ndarray) is perturbed one entry at a time, in place, and restored;
+    h > 0 is the step. Returns an array shaped like x."""
+    if not callable(f):
+        raise TypeError(f"f: expected a callable returning a number, got {type(f).__name__}")
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.float64, np.longdouble):
+        raise TypeError("x: expected a float64 or longdouble ndarray (it is perturbed in place)")
+    if not x.flags.writeable:
+        raise ValueError("x: expected a writeable array (it is perturbed in place)")
+    check_size("x", x.size)
+    h = as_float(h, "h", low=0.0, low_open=True, high=1e100)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x: expected finite values")
+    return gradcheck.numerical_gradient(f, x, h)
+
+
+def rel_error(a, b):
+    """max|a − b| / max(1e-8, max(|a| + |b|)) of two arrays of the same shape (gradcheck.rel_error)."""
+    a = as_array(a, "a", finite=False, max_abs=None) if not isinstance(a, np.ndarray) or a.dtype != np.longdouble else a
+    b = as_array(b, "b", finite=False, max_abs=None) if not isinstance(b, np.ndarray) or b.dtype != np.longdouble else b
+    if a.shape != b.shape and not (a.size == b.size == 1):
+        raise ValueError(f"a, b: expected arrays of the same shape, got {a.shape} and {b.shape}")
+    if a.size == 0:
+        raise ValueError("a, b: expected non-empty arrays")
+    return gradcheck.rel_error(a, b)

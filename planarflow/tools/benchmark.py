@@ -1,0 +1,157 @@
+"""Timings: the training step for K × batch size, how it grows, and the demo end to end.
+
+    python -m planarflow.benchmark              # about two minutes
+    python -m planarflow.benchmark --no-demo    # the step timings only
+
+One training step is what ``fit`` does each step: draw the noise, compute the loss and its
+gradient (reverse_kl's fused path), and take an Adam step. It is timed inside ``fit`` through its
+callback (time between consecutive steps), in float64 with single-threaded BLAS, on target U4;
+the median over the steps after a warm-up is reported (and the 10th percentile, since virtual
+machines are noisy). The demo is run as a separate process with no flags; its wall time and the
+peak resident memory of its process tree (itself and its workers, summed) are reported.
+Timings are measurements of this machine, never assertions: tests do not time anything.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _single_threaded_blas():
+    """Re-run this module with single-threaded BLAS if the environment does not ask for it."""
+    if all(os.environ.get(k) == "1" for k in BLAS_THREADS):
+        return
+    env = dict(os.environ, **{k: "1" for k in BLAS_THREADS})
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "planarflow.benchmark"] + sys.argv[1:], env)
+
+
+def step_times(K, batch_size, steps=300, warmup=30, population=None):
+    """Per-step wall times (seconds) of fit on U4, after a warm-up."""
+    import numpy as np
+
+    from .api import get_target
+    from .training import fit
+
+    stamps = []
+    fit(get_target("U4"), K, steps + warmup, batch_size, lr=1e-2, rng=0, progress=False,
+        population=population, callback=lambda t, loss, beta: stamps.append(time.perf_counter()))
+    return np.diff(stamps)[warmup - 1:]
+
+
+def machine_noise(repeats=2000):
+    """Wall times (seconds) of one fixed call, np.exp on 1024 numbers, repeated: a virtual
+    machine's speed drifts (its host is shared), and this shows by how much while we measure."""
+    import numpy as np
+
+    x = np.linspace(-3.0, 3.0, 1024)
+    out = np.empty_like(x)
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        np.exp(x, out=out)
+        times[i] = time.perf_counter() - start
+    return times
+
+
+def _tree_rss_kb(root_pid):
+    """Summed VmRSS (kB) of a process and its descendants, from /proc (Linux)."""
+    children, rss = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/status") as f:
+                kb = next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = kb
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def demo_run(root):
+    """Wall time (s) and peak summed RSS (MB) of `python demo.py` run from ``root``."""
+    out = os.path.join(root, "figure3.png")
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "demo.py", "--out", out], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        if sys.platform.startswith("linux"):
+            peak = max(peak, _tree_rss_kb(proc.pid))
+        time.sleep(0.05)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"demo.py failed with status {proc.returncode}")
+    return seconds, peak / 1024.0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-demo", action="store_true", help="skip the end-to-end demo run")
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per configuration")
+    args = parser.parse_args(argv)
+    _single_threaded_blas()
+
+    import numpy as np
+
+    Ks, batches = (2, 8, 32), (256, 1024, 4096)
+    print("One training step (noise + loss + gradient + Adam), float64, 1 BLAS thread, target U4")
+    print("median ms per step (10th percentile in brackets)\n")
+    print("   K " + "".join(f"{f'batch {n}':>20}" for n in batches))
+    med = np.zeros((len(Ks), len(batches)))
+    for i, K in enumerate(Ks):
+        cells = []
+        for j, n in enumerate(batches):
+            t = step_times(K, n, steps=args.steps) * 1e3
+            med[i, j] = np.median(t)
+            cells.append(f"{med[i, j]:9.3f} ({np.percentile(t, 10):6.3f})")
+        print(f"{K:4d} " + "".join(f"{c:>20}" for c in cells))
+
+    # cost ≈ α + β·K + γ·batch + δ·K·batch, fitted by least squares to the nine medians
+    KK, NN = np.meshgrid(np.array(Ks, float), np.array(batches, float), indexing="ij")
+    A = np.column_stack([np.ones(KK.size), KK.ravel(), NN.ravel() / 1000, KK.ravel() * NN.ravel() / 1000])
+    coef, *_ = np.linalg.lstsq(A, med.ravel(), rcond=None)
+    print("\nHow the cost grows (least-squares fit to the medians above, ms):")
+    print(f"  step ≈ {coef[0]:.3f} + {coef[1]:.4f}·K + {coef[2]:.3f}·(batch/1000) + {coef[3]:.4f}·K·(batch/1000)")
+    print(f"  per layer at batch 1024: {coef[1] + 1.024 * coef[3]:.4f} ms;"
+          f"  per 1000 samples at K = 32: {coef[2] + 32 * coef[3]:.3f} ms")
+    print(f"  K = 32, batch 1024: {med[2, 1]:.3f} ms per step")
+    t = step_times(32, 1024, steps=3 * args.steps) * 1e3
+    print(f"  again, {3 * args.steps} steps: median {np.median(t):.3f}, 10th percentile "
+          f"{np.percentile(t, 10):.3f}, fastest {t.min():.3f} ms")
+    e = machine_noise() * 1e6
+    print(f"  this machine's own noise: one fixed NumPy call (exp of 1024 numbers) took median "
+          f"{np.median(e):.2f} µs, 10th percentile {np.percentile(e, 10):.2f}, 90th {np.percentile(e, 90):.2f}")
+
+    print("\nA population (fit(..., population=P): P flows in one fused step, as the demo's recipe")
+    print("trains K ≤ 8), P × 256 samples, against P separate steps of one flow at batch 256:")
+    for K, P in ((2, 32), (2, 8), (8, 16)):
+        t = np.median(step_times(K, 256, steps=args.steps // 2, population=P)) * 1e3
+        print(f"  K = {K}, P = {P}: {t:.3f} ms per step = {t / med[Ks.index(K), 0]:.1f} single steps "
+              f"for {P} flows")
+
+    if not args.no_demo:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        if not os.path.exists(os.path.join(root, "demo.py")):
+            print("\n(demo.py not found beside the package: end-to-end run skipped)")
+            return
+        seconds, peak_mb = demo_run(root)
+        print(f"\n`python demo.py` (no flags, {os.cpu_count()} cores): {seconds:.1f} s wall, "
+              f"peak memory {peak_mb:.0f} MB (all its processes together)")
+
+
+if __name__ == "__main__":
+    main()
