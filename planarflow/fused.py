@@ -52,7 +52,7 @@ import numpy as np
 
 from .reference import std_normal_log_density, u_hat_backward, u_hat_forward
 
-MATRIX_MAX_D = 8          # the [I û û] product for d ≤ this, the rank-one update above it
+MATRIX_MAX_D = 12         # the [I û û] product for d ≤ this, the rank-one update above it (measured)
 
 
 class Workspace:
