@@ -5,7 +5,7 @@
     python demo.py --help       # every flag
 
 Writes figure3.png (true density, then q_K for each K, one row per target) and prints a table.
-Everything here is argument parsing and printing; the work is done by planarflow.experiment.
+Everything here is argument parsing and printing; the work is done by planarflow.tools.experiment.
 """
 
 import argparse
@@ -14,7 +14,13 @@ import sys
 import time
 
 from planarflow import save
-from planarflow.tools.experiment import KS, TARGETS, make_jobs, run_jobs, true_densities
+from planarflow.tools.experiment import (KS, TARGETS, WorkerFailed, check_job, make_jobs, recipe_summary,
+                                         run_jobs, stages, true_densities)
+from planarflow.tools.io import check_output_path
+from planarflow.tools.training import MAX_STEPS
+
+FIGURE_FORMATS = (".png", ".pdf", ".svg")
+MAX_K, MAX_WORKERS = 256, 64
 
 
 class Parser(argparse.ArgumentParser):
@@ -24,14 +30,16 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def bounded_int(low, high):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r}")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {value}")
+        return value
+    return parse
 
 
 def positive_float(text):
@@ -50,14 +58,9 @@ def target_name(text):
     return text
 
 
-def writable_file(path):
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise argparse.ArgumentTypeError(f"{path!r} is a folder, expected a file path")
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise argparse.ArgumentTypeError(f"cannot write {path!r}: {folder!r} is not a writable folder")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise argparse.ArgumentTypeError(f"cannot write {path!r}: the file is not writable")
+def figure_path(path):
+    if not path or os.path.splitext(path)[1].lower() not in FIGURE_FORMATS:
+        raise argparse.ArgumentTypeError(f"expected a file name ending in {', '.join(FIGURE_FORMATS)}, got {path!r}")
     return path
 
 
@@ -67,94 +70,173 @@ def shown(path):
     return os.path.abspath(path) if rel.startswith("..") else rel
 
 
+def outputs(out):
+    """Every figure a run writes, from --out: the figure, the training curves, the layers."""
+    stem, ext = os.path.splitext(out)
+    return {"figure": out, "training": stem + "_training" + ext, "layers": stem + "_layers" + ext,
+            "gif": stem + "_layers.gif"}
+
+
 def parse_args(argv=None):
-    p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    summary = "\n  ".join(recipe_summary())
+    p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=f"The recipe for each K (planarflow.tools.experiment.recipe):\n  {summary}\n"
+                      "A step of the candidates' stages trains all candidates at once (populations).")
     p.add_argument("--targets", nargs="+", type=target_name, default=list(TARGETS), metavar="U",
                    help="targets to fit (default: U1 U2 U3 U4)")
-    p.add_argument("--K", nargs="+", type=positive_int, default=list(KS), metavar="K",
-                   help="numbers of layers (default: 2 8 32)")
-    p.add_argument("--steps", type=positive_int, help="Adam steps per fit (default: the recipe's)")
-    p.add_argument("--batch-size", type=positive_int, help="samples per step (default: the recipe's)")
-    p.add_argument("--lr", type=positive_float, help="Adam's initial learning rate (default: 1e-2)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--out", type=writable_file, default="figure3.png", help="figure path (default: figure3.png)")
+    p.add_argument("--K", nargs="+", type=bounded_int(1, MAX_K), default=list(KS), metavar="K",
+                   help=f"numbers of layers, 1 to {MAX_K} (default: 2 8 32)")
+    p.add_argument("--steps", type=bounded_int(1, MAX_STEPS),
+                   help="Adam steps of each fit's final run (default: the recipe's, below); for K ≤ 8 "
+                        "the candidates' stages scale with it")
+    p.add_argument("--batch-size", type=bounded_int(1, 10 ** 7),
+                   help="samples per step of the final run (default: 1024; candidates use at most 256)")
+    p.add_argument("--lr", type=positive_float,
+                   help="Adam's initial learning rate of each fit's final run (default: the recipe's, "
+                        "below); candidates start at 5 × this")
+    p.add_argument("--seed", type=bounded_int(0, 2 ** 63 - 1), default=0,
+                   help="random seed, a non-negative integer (default: 0)")
+    p.add_argument("--out", type=figure_path, default="figure3.png",
+                   help="figure path, .png, .pdf or .svg (default: figure3.png); the training curves and "
+                        "layer pictures go beside it")
     p.add_argument("--save-dir", metavar="DIR", help="write each fit's parameters to DIR/{target}_K{K}.npz")
-    p.add_argument("--layers-target", type=target_name, default="U1", metavar="U",
-                   help="target whose deepest flow is drawn layer by layer (default: U1)")
-    p.add_argument("--workers", type=positive_int, default=2, help="processes (default: 2)")
+    p.add_argument("--layers-target", type=target_name, metavar="U",
+                   help="target whose deepest flow is drawn layer by layer; one of --targets "
+                        "(default: the first of --targets)")
+    p.add_argument("--engine", choices=("fused", "reference"), default="fused",
+                   help="fused (default): the fast engine; reference: every step through "
+                        "planarflow/reference.py, the code you read and edit — the same numbers to "
+                        "rounding, about four times slower (python -m planarflow.benchmark measures it)")
+    p.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=2, help="processes (default: 2)")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     args = p.parse_args(argv)
-    if args.save_dir is not None:
-        if os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
-            p.error(f"--save-dir: {args.save_dir!r} exists and is not a folder")
-        parent = os.path.dirname(os.path.abspath(args.save_dir))
-        if not os.path.isdir(args.save_dir) and not os.access(parent, os.W_OK):
-            p.error(f"--save-dir: cannot create {args.save_dir!r} in {parent!r}")
+    for flag, values in (("--targets", args.targets), ("--K", args.K)):
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            p.error(f"{flag}: {', '.join(map(str, twice))} given more than once")
+    if args.layers_target is None:
+        args.layers_target = args.targets[0]
+    elif args.layers_target not in args.targets:
+        p.error(f"--layers-target: {args.layers_target} is not among --targets ({' '.join(args.targets)})")
+    try:
+        for path in outputs(args.out).values():
+            check_output_path(path, "--out")
+        if args.save_dir is not None:
+            check_save_dir(args.save_dir, args.targets, args.K)
+        args.jobs = jobs_for(args)
+        for job in args.jobs:
+            check_job(job)
+    except (ValueError, OSError) as exc:
+        p.error(str(exc).replace("batch_size", "--batch-size"))
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def check_save_dir(folder, targets, Ks):
+    if not folder:
+        raise ValueError("--save-dir: expected a folder name, got ''")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"--save-dir: {folder!r} exists and is not a folder")
+    if os.path.isdir(folder):
+        for name in targets:
+            for K in Ks:
+                check_output_path(os.path.join(folder, f"{name}_K{K}.npz"), "--save-dir")
+    else:
+        check_output_path(os.path.join(folder), "--save-dir")      # its parent must be writable
+
+
+def jobs_for(args):
     quick = dict(steps=300, batch_size=256, grid_n=80, kl_samples=20_000, layers_grid_n=60) if args.quick else {}
-    jobs = make_jobs(args.targets, args.K, seed=args.seed,
-                     steps=args.steps or quick.get("steps"),
+    return make_jobs(args.targets, args.K, seed=args.seed, steps=args.steps or quick.get("steps"),
                      batch_size=args.batch_size or quick.get("batch_size"), lr=args.lr,
                      grid_n=quick.get("grid_n", 200), kl_samples=quick.get("kl_samples", 100_000),
-                     layers_target=args.layers_target if args.layers_target in args.targets else None,
-                     layers_grid_n=quick.get("layers_grid_n", 100))
-    print(f"Fitting {len(jobs)} planar flows ({', '.join(args.targets)} × K = "
-          f"{', '.join(map(str, args.K))}) on {min(args.workers, len(jobs))} processes ...", flush=True)
+                     layers_target=args.layers_target, layers_grid_n=quick.get("layers_grid_n", 100),
+                     engine=args.engine)
+
+
+def say(text=""):
+    """print, but a closed stdout (python demo.py | head -1) only stops the printing, not the run."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def plural(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")
+
+
+def run(args):
+    jobs, files = args.jobs, outputs(args.out)
+    n_proc = min(args.workers, len(jobs))
+    say(f"Fitting {plural(len(jobs), 'planar flow')} ({', '.join(args.targets)} × K = "
+        f"{', '.join(map(str, args.K))}) on {plural(n_proc, 'process')}, engine {args.engine} ...")
     start = time.perf_counter()
-    stem, _ = os.path.splitext(args.out)
-    written = [args.out, stem + "_training.png"]
+    written = [files["figure"], files["training"]]
 
     def draw_layers(r):
         """The layer-by-layer pictures, drawn as soon as their fit is done."""
         if "layer_densities" in r:
             from planarflow.tools.plotting import layers_figure, layers_gif
 
-            layers_figure(r["params"], r["layer_densities"], r["name"], stem + "_layers.png")
-            layers_gif(r["params"], r["layer_densities"], r["name"], stem + "_layers.gif")
-            written.extend([stem + "_layers.png", stem + "_layers.gif"])
+            layers_figure(r["params"], r["layer_densities"], r["name"], files["layers"])
+            layers_gif(r["params"], r["layer_densities"], r["name"], files["gif"])
+            written.extend([files["layers"], files["gif"]])
 
     results = run_jobs(jobs, workers=args.workers, on_result=draw_layers)
 
-    print()
-    print("target   K                   steps   final loss   floor −log Z   KL (nats)          ESS/n   seconds")
+    say()
+    say("target   K                   steps   final loss   floor −log Z   KL (nats)          ESS/n   seconds")
     for job, r in zip(jobs, results):
         tail = r["history"]["loss"][-max(1, len(r["history"]["loss"]) // 50):]
-        steps = (f"{job['population']}×{job['population_steps']} + " if job["population"] else "") + \
-            (f"{job['keep']}×{job['keep_steps']} + " if job["keep"] else "") + str(job["steps"])
-        print(f"{r['name']:>6} {r['K']:3d} {steps:>23}   {tail.mean():+10.4f}   {-r['log_z']:+12.4f}"
-              f"   {r['kl']:.4f} ± {r['stderr']:.4f}   {r['ess']:6.3f}   {r['seconds']:7.1f}")
+        note = "" if r["diverged"] is None else f"   diverged at step {r['diverged']}: last valid parameters"
+        say(f"{r['name']:>6} {r['K']:3d} {stages(job):>23}   {tail.mean() if tail.size else float('nan'):+10.4f}"
+            f"   {-r['log_z']:+12.4f}   {r['kl']:.4f} ± {r['stderr']:.4f}   {r['ess']:6.3f}   "
+            f"{r['seconds']:7.1f}{note}")
 
     truth = true_densities(args.targets, grid_n=jobs[0]["grid_n"])
     rows = [{"name": name, "true": truth[name],
              "fits": {r["K"]: r for r in results if r["name"] == name}} for name in args.targets]
     from planarflow.tools.plotting import figure3, training_curves
 
-    figure3(rows, args.K, args.out)
-    training_curves(results, args.K, args.targets, written[1])
+    figure3(rows, args.K, files["figure"])
+    training_curves(results, args.K, args.targets, files["training"])
     if args.save_dir is not None:
         os.makedirs(args.save_dir, exist_ok=True)
         for r in results:
             save(os.path.join(args.save_dir, f"{r['name']}_K{r['K']}.npz"), r["params"])
-    print(f"""
+    if any(r["diverged"] is not None for r in results):
+        say("\nSome fits diverged (a loss or gradient stopped being finite, or a step left the "
+            "parameters' domain);\ntheir rows show the last valid parameters. Try a smaller --lr.")
+    say(f"""
 Done in {time.perf_counter() - start:.1f} s. Figures: {", ".join(shown(w) for w in written)}{
     chr(10) + "Parameters: " + shown(args.save_dir) if args.save_dir else ""}
 
 How to read the table:
-  steps          Adam steps; "P×S + R" (the recipe for K ≤ 8): P candidate flows trained at
-                 once for S steps, the best of them refined for R more; "P×S + Q×S' + R"
-                 (K ≤ 2): the best Q of the P train on for S' steps before the best is refined.
+  steps          Adam steps; "P×S + R": P candidate flows trained at once for S steps, the best
+                 of them refined for R more; "P×S + Q×S' + R": the best Q of the P train on for S'
+                 steps before the best is refined; a single number: one run.
   final loss     the reverse-KL objective E_q[log q + U], averaged over the last 2% of steps.
                  It is bounded below by −log Z (the floor), so it is often negative.
   KL             KL(q_K ‖ p) = loss + log Z in nats, from {jobs[0]["kl_samples"]:,} fresh samples (± one standard
                  error); 0 would be a perfect fit. More layers should give a smaller KL.
-  seconds        training time of the fit (scoring and drawing not included).
   ESS/n          effective sample size of importance weights p/q, as a fraction of n: 1 for a
-                 perfect fit, small when q misses mass that p has.""")
+                 perfect fit, small when q misses mass that p has.
+  seconds        training time of the fit (scoring and drawing not included).""")
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        sys.stderr.write(("\n" if sys.stderr.isatty() else "") + "demo.py: interrupted; figures already "
+                         "written are complete, none is half-written\n")
+        return 130
+    except WorkerFailed as exc:
+        sys.stderr.write(f"demo.py: {exc}\n")
+        return 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

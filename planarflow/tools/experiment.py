@@ -9,14 +9,16 @@ several processes — the fits are independent — and reports progress as they 
 import multiprocessing
 import os
 import queue as queue_module
+import signal
 import time
+import traceback
 
 import numpy as np
 
 from .api import get_target, importance_log_z, kl_divergence, log_partition
 from .plotting import flow_density_on_grid, target_density_on_grid
 from .progress import Progress
-from .training import fit
+from .training import TrainingDiverged, fit
 
 TARGETS = ("U1", "U2", "U3", "U4")
 KS = (2, 8, 32)
@@ -83,6 +85,44 @@ def recipe(K, steps=None, batch_size=None, lr=None):
             "keep_lr": 5 * lr, "keep_lr_final": 0.25 * lr}
 
 
+def stages(rec):
+    """A recipe's training stages as text: "32×600 + 8×3000 + 3000" (candidates × steps, the
+    best few × steps, then the final run's steps)."""
+    text = f"{rec['population']}×{rec['population_steps']} + " if rec["population"] else ""
+    text += f"{rec['keep']}×{rec['keep_steps']} + " if rec["keep"] else ""
+    return text + str(rec["steps"])
+
+
+def recipe_summary(Ks=range(1, 65)):
+    """One line per range of K that shares a recipe's shape: stages, learning rates, annealing."""
+    lines, previous = [], None
+    for K in Ks:
+        rec = recipe(K)
+        key = (stages(rec), rec["lr"], rec["lr_final"], rec["batch_size"], rec["anneal_steps"],
+               rec.get("population_lr"))
+        if previous is not None and key == previous[1]:
+            previous[0][1] = K
+            continue
+        previous = ([K, K], key)
+        lines.append(previous)
+    out = []
+    for (lo, hi), (st, lr, lr_final, batch, anneal, pop_lr) in lines:
+        ks = f"K = {lo}" if lo == hi else f"K = {lo}–{hi}"
+        text = f"{ks}: steps {st}, final run lr {lr:g} → {lr_final:g}, batch {batch}"
+        text += f", candidates' lr {pop_lr:g}" if pop_lr else ""
+        text += f", β annealed over {anneal} steps" if anneal else ""
+        out.append(text)
+    return out
+
+
+def check_job(job, dim=2):
+    """Refuse, before any work, a job whose buffers would exceed planarflow's size limit."""
+    from .validation import check_size
+    check_size("batch_size", job["K"] + 1, job["batch_size"], dim + 2, 2)
+    if job["population"]:
+        check_size("population", job["K"] + 1, job["population"], job["population_batch"], dim + 2, 2)
+
+
 def make_jobs(targets=TARGETS, Ks=KS, seed=0, steps=None, batch_size=None, lr=None,
               grid_n=200, kl_samples=100_000, box=4.0, wall=0.2, layers_target=None, layers_grid_n=120,
               engine="fused"):
@@ -112,14 +152,6 @@ def _cost(job):
     return cost
 
 
-_queue = None        # a worker's channel for progress reports (set by _init_worker)
-
-
-def _init_worker(q):
-    global _queue
-    _queue = q
-
-
 def run_job(job, report=None):
     """Fit one (target, K) and score it; returns a dict of plain arrays and numbers.
 
@@ -132,7 +164,6 @@ def run_job(job, report=None):
     target = get_target(job["name"], box=job["box"], wall=job["wall"])
     rng = np.random.default_rng(job["seed"])
     label = f"{job['name']} K={job['K']}"
-    report = report or (_queue.put if _queue is not None else None)
     first = job["population_steps"] if job["population"] else 0
     second = job["keep_steps"] if job["keep"] else 0
     total = first + second + job["steps"]
@@ -147,30 +178,38 @@ def run_job(job, report=None):
         return callback
 
     start = time.perf_counter()
-    params, curve_loss, curve_beta = None, [], []
-    if job["population"]:                    # shallow flows: keep the best of a population
-        members, pop = fit(target, job["K"], first, job["population_batch"], lr=job["population_lr"],
-                           lr_final=job["population_lr_final"], anneal_steps=job["population_anneal_steps"],
-                           rng=rng, progress=False, population=job["population"], callback=progress(0),
-                           engine=job["engine"])
-        ranked = np.argsort(pop["loss"][-max(1, first // 10):].mean(axis=0), kind="stable")
-        if second:                           # the best few train on (a good basin may be slow)
-            kept = ranked[:job["keep"]]
-            members, pop2 = fit(target, job["K"], second, job["population_batch"], lr=job["keep_lr"],
-                                lr_final=job["keep_lr_final"], rng=rng, progress=False,
-                                population=len(kept), params={k: v[kept] for k, v in members.items()},
-                                callback=progress(first), engine=job["engine"])
-            best = int(np.argmin(pop2["loss"][-max(1, second // 10):].mean(axis=0)))
-            curve_loss = [pop["loss"][:, kept[best]], pop2["loss"][:, best]]
-            curve_beta = [pop["beta"], pop2["beta"]]
-        else:
-            best = int(ranked[0])
-            curve_loss, curve_beta = [pop["loss"][:, best]], [pop["beta"]]
-        params = {k: v[best] for k, v in members.items()}
-    params, history = fit(target, job["K"], job["steps"], job["batch_size"], lr=job["lr"],
-                          lr_final=job["lr_final"], anneal_steps=job["anneal_steps"], rng=rng,
-                          params=params, progress=False, callback=progress(first + second),
-                          engine=job["engine"])
+    params, curve_loss, curve_beta, diverged = None, [], [], None
+    try:
+        if job["population"]:                # shallow flows: keep the best of a population
+            members, pop = fit(target, job["K"], first, job["population_batch"], lr=job["population_lr"],
+                               lr_final=job["population_lr_final"],
+                               anneal_steps=job["population_anneal_steps"], rng=rng, progress=False,
+                               population=job["population"], callback=progress(0), engine=job["engine"])
+            ranked = np.argsort(pop["loss"][-max(1, first // 10):].mean(axis=0), kind="stable")
+            if second:                       # the best few train on (a good basin may be slow)
+                kept = ranked[:job["keep"]]
+                members, pop2 = fit(target, job["K"], second, job["population_batch"], lr=job["keep_lr"],
+                                    lr_final=job["keep_lr_final"], rng=rng, progress=False,
+                                    population=len(kept), params={k: v[kept] for k, v in members.items()},
+                                    callback=progress(first), engine=job["engine"])
+                best = int(np.argmin(pop2["loss"][-max(1, second // 10):].mean(axis=0)))
+                curve_loss = [pop["loss"][:, kept[best]], pop2["loss"][:, best]]
+                curve_beta = [pop["beta"], pop2["beta"]]
+            else:
+                best = int(ranked[0])
+                curve_loss, curve_beta = [pop["loss"][:, best]], [pop["beta"]]
+            params = {k: v[best] for k, v in members.items()}
+        params, history = fit(target, job["K"], job["steps"], job["batch_size"], lr=job["lr"],
+                              lr_final=job["lr_final"], anneal_steps=job["anneal_steps"], rng=rng,
+                              params=params, progress=False, callback=progress(first + second),
+                              engine=job["engine"])
+    except TrainingDiverged as exc:          # score the last valid parameters, and say so
+        diverged, history, params = exc.step, exc.history, exc.params
+        if params["b"].ndim == 2:            # a population: its member with the lowest recent loss
+            recent = history["loss"][-10:]
+            params = {k: v[int(np.argmin(recent.mean(axis=0))) if len(recent) else 0] for k, v in params.items()}
+            history = {k: v if v.ndim == 1 else v.min(axis=1) for k, v in history.items()}
+        curve_loss, curve_beta, first, second = [], [], 0, 0
     seconds = time.perf_counter() - start
     log_z = log_partition(target)
     kl, stderr = kl_divergence(params, target, job["kl_samples"], rng, log_z=log_z)
@@ -178,9 +217,9 @@ def run_job(job, report=None):
     result = {"name": job["name"], "K": job["K"], "params": params, "history": history,
               "curve": {"loss": np.concatenate(curve_loss + [history["loss"]]),
                         "beta": np.concatenate(curve_beta + [history["beta"]]),
-                        "switch": first + second if job["population"] else None,
+                        "switch": first + second if job["population"] and diverged is None else None,
                         "kept": first if second else None},
-              "seconds": seconds, "log_z": log_z, "kl": kl, "stderr": stderr, "ess": ess,
+              "seconds": seconds, "log_z": log_z, "kl": kl, "stderr": stderr, "ess": ess, "diverged": diverged,
               "density": flow_density_on_grid(params, 4.0, job["grid_n"])}
     if job.get("layers"):
         result["layer_densities"] = [flow_density_on_grid(params, 4.0, job["layers_grid_n"], layers=k)
@@ -188,14 +227,55 @@ def run_job(job, report=None):
     return result
 
 
+class WorkerFailed(RuntimeError):
+    """A job failed in a worker process, or the process died (killed by the system, say)."""
+
+    def __init__(self, message, job=None):
+        super().__init__(message)
+        self.job = job
+
+    def __reduce__(self):
+        return type(self), (str(self), self.job)
+
+
+def _worker(tasks, messages, parent):
+    """A worker process: run jobs from ``tasks`` until told to stop, reporting on ``messages``.
+
+    Ctrl-C is the parent's to handle (it stops the workers), and a worker whose parent has gone
+    exits at its next progress report, so none is left running alone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def report(i):
+        def send(msg):
+            if os.getppid() != parent:
+                os._exit(1)
+            messages.put(("progress", i, msg))
+        return send
+
+    while True:
+        i, job = tasks.get()
+        if job is None:
+            return
+        messages.put(("start", i, os.getpid()))
+        try:
+            messages.put(("done", i, run_job(job, report=report(i))))
+        except BaseException as exc:          # sent as text: any exception crosses intact
+            messages.put(("error", i, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+
+
 def run_jobs(jobs, workers=2, progress=True, on_result=None):
     """Run jobs on ``workers`` processes (1: in this process); results in the order of ``jobs``.
 
     Workers are started with the "spawn" method and single-threaded BLAS (each fit is
-    sequential; two BLAS thread pools per core would only compete). A status line is printed
-    every few seconds. ``on_result(result)``, if given, is called in this process as soon as
-    each job's result arrives (the demo draws its layer-by-layer pictures there while the
-    other fits run).
+    sequential; two BLAS thread pools per core would only compete), and take the longest jobs
+    first. A status line is printed every few seconds. ``on_result(result)``, if given, is
+    called in this process as soon as each job's result arrives (the demo draws its
+    layer-by-layer pictures there while the other fits run).
+
+    Nothing can make this wait for ever: a job that raises in a worker raises WorkerFailed here
+    with the worker's message and traceback; a worker that dies (killed by the system, say) is
+    noticed within a fraction of a second and named with its job; on any error or Ctrl-C the
+    workers are stopped before this returns.
     """
     report = Progress(enabled=progress)
     status = {}
@@ -220,36 +300,79 @@ def run_jobs(jobs, workers=2, progress=True, on_result=None):
         report.close()
         return results
 
-    # cost-ordered submission (the longest fits first) keeps both workers busy to the end
-    order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i]))
+    order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i]))     # the longest first
     env_keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     saved = {k: os.environ.get(k) for k in env_keys}
     os.environ.update({k: "1" for k in env_keys})            # inherited by the spawned workers
+    ctx = multiprocessing.get_context("spawn")
+    tasks, messages = ctx.Queue(), ctx.Queue()
+    procs = []
     try:
-        ctx = multiprocessing.get_context("spawn")
-        q = ctx.Queue()
-        with ctx.Pool(processes=min(workers, len(jobs)), initializer=_init_worker, initargs=(q,)) as pool:
-            pending = {i: pool.apply_async(run_job, (jobs[i],)) for i in order}
-            results = {}
-            while pending:
-                try:
-                    while True:
-                        note(q.get(timeout=0.2))
-                except queue_module.Empty:
-                    pass
-                for i in [i for i, r in pending.items() if r.ready()]:
-                    results[i] = pending.pop(i).get()
-                    if on_result is not None:
-                        on_result(results[i])
+        for i in order:
+            tasks.put((i, jobs[i]))
+        n_workers = min(workers, len(jobs))
+        for _ in range(n_workers):
+            tasks.put((None, None))
+        procs = [ctx.Process(target=_worker, args=(tasks, messages, os.getpid()), daemon=True)
+                 for _ in range(n_workers)]
+        for p in procs:
+            p.start()
+        results, running, dead_since = {}, {}, {}              # running: pid -> job index
+        while len(results) < len(jobs):
+            try:
+                msg = messages.get(timeout=0.2)
+            except queue_module.Empty:
+                msg = None
+            if msg is not None and msg[0] == "start":
+                running[msg[2]] = msg[1]
+            elif msg is not None and msg[0] == "progress":
+                note(msg[2])
+            elif msg is not None and msg[0] == "error":
+                i = msg[1]
+                raise WorkerFailed(f"{_label(jobs[i])} failed in a worker process: {msg[2]}\n"
+                                   f"--- the worker's traceback ---\n{msg[3]}", _label(jobs[i]))
+            elif msg is not None:
+                i = msg[1]
+                results[i] = msg[2]
+                running = {pid: j for pid, j in running.items() if j != i}
+                if on_result is not None:
+                    on_result(results[i])
+            for p in procs:                   # a worker that died with its job unfinished: give
+                if p.pid in running and p.exitcode not in (None, 0):     # its pipe a second to
+                    since = dead_since.setdefault(p.pid, time.perf_counter())   # deliver, then say so
+                    if time.perf_counter() - since > 1.0:
+                        code, i = p.exitcode, running[p.pid]
+                        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+                        raise WorkerFailed(f"the worker process running {_label(jobs[i])} died ({how}; "
+                                           f"out of memory?) before finishing it", _label(jobs[i]))
+            if msg is None and not any(p.is_alive() for p in procs):   # all gone, jobs left over
+                since = dead_since.setdefault("all", time.perf_counter())
+                if time.perf_counter() - since > 1.0:
+                    left = [_label(jobs[i]) for i in order if i not in results]
+                    raise WorkerFailed(f"the worker processes ended (exit codes {[p.exitcode for p in procs]}) "
+                                       f"with {len(left)} jobs unfinished: {', '.join(left)}", left[0])
+            if msg is None:
                 show()
     finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=5)
+        for q in (tasks, messages):
+            q.cancel_join_thread()
+            q.close()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    report.close()
+        report.close()
     return [results[i] for i in range(len(jobs))]
+
+
+def _label(job):
+    return f"{job['name']} K={job['K']}"
 
 
 def true_densities(names, box=4.0, wall=0.2, grid_n=200):

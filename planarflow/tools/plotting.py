@@ -6,10 +6,14 @@ training workers) need NumPy alone. Every picture of a flow is drawn from its ex
 with z₁ to the right and z₂ pointing up.
 """
 
+import os
+import textwrap
+
 import numpy as np
 
 from ..reference import std_normal_log_density
 from .api import log_prob
+from .io import atomic_output
 
 
 def grid(limit=4.0, n=200):
@@ -40,6 +44,18 @@ def target_density_on_grid(target, log_z, limit=4.0, n=200):
     """p = exp(−U − log Z) on the plotting grid; returns (n, n) with rows = z₂."""
     _, pts = grid(limit, n)
     return np.exp(-target.energy(pts) - log_z).reshape(n, n)
+
+
+def _save(fig, path, dpi):
+    """fig.savefig through io.atomic_output: an interrupted write never leaves a broken file."""
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=os.path.splitext(path)[1][1:].lower() or "png")
+
+
+def _suptitle(fig, text, width_inches, fontsize):
+    """A figure title wrapped to the figure's width (a one-panel figure is narrow)."""
+    chars = max(30, int(width_inches * 72 / (0.55 * fontsize)))
+    fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)
 
 
 def _pyplot():
@@ -85,10 +101,10 @@ def figure3(rows, Ks, path, limit=4.0):
                 if fit.get("kl") is not None:
                     ax.text(0.03, 0.03, f"KL {fit['kl']:.3f}", transform=ax.transAxes, color="white",
                             fontsize=8, va="bottom")
-    fig.suptitle("Planar flows fitted by reverse KL (Rezende & Mohamed 2015, Fig. 3); "
-                 "z₁ →, z₂ ↑, box (−4, 4)²", fontsize=9)
+    _suptitle(fig, "Planar flows fitted by reverse KL (Rezende & Mohamed 2015, Fig. 3); "
+                   "z₁ →, z₂ ↑, box (−4, 4)²", fig.get_figwidth(), 9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path, 110)
     plt.close(fig)
 
 
@@ -138,10 +154,13 @@ def training_curves(results, Ks, names, path, window=50):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
-    fig.suptitle("Training: the loss approaches the floor −log Z; the gap is the KL", fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=100)
+    ncol = min(len(labels), max(1, 2 * len(Ks)))            # narrow figures: legend on more rows
+    rows = -(-len(labels) // ncol)
+    bottom = 0.022 * rows * 10 / fig.get_figheight()
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    _suptitle(fig, "Training: the loss approaches the floor −log Z; the gap is the KL", fig.get_figwidth(), 10)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    _save(fig, path, 100)
     plt.close(fig)
 
 
@@ -168,7 +187,8 @@ def _hyperplane(ax, w, b, limit):
 
 def layers_figure(params, densities, name, path, shown=(0, 1, 2, 4, 8, 16, 32), limit=4.0):
     """The density after 0, 1, 2, 4, … layers of one trained flow, each panel with the
-    hyperplane w_{k+1}ᵀz + b_{k+1} = 0 of the next layer — the line along which it cuts and folds."""
+    hyperplane w_{k+1}ᵀz + b_{k+1} = 0 of the next layer: the line across which that layer moves
+    points apart (or together) along û, stretching (or compressing) the density there."""
     plt = _pyplot()
     K = params["u"].shape[0]
     shown = [k for k in shown if k <= K]
@@ -180,10 +200,10 @@ def layers_figure(params, densities, name, path, shown=(0, 1, 2, 4, 8, 16, 32), 
         ax.set_title(f"after {k} layer{'s' if k != 1 else ''}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{name}, K = {K}: the density after k layers (exact, from log_prob); dashed: the "
-                 f"next layer's hyperplane wᵀz + b = 0", fontsize=9)
+    _suptitle(fig, f"{name}, K = {K}: the density after k layers (exact, from log_prob); dashed: the "
+                   f"next layer's hyperplane wᵀz + b = 0", fig.get_figwidth(), 9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path, 100)
     plt.close(fig)
 
 
@@ -195,7 +215,7 @@ def layers_gif(params, densities, name, path, limit=4.0, fps=4):
     K = params["u"].shape[0]
     fig, ax = plt.subplots(figsize=(3.2, 3.4))
     writer = PillowWriter(fps=fps)
-    with writer.saving(fig, path, dpi=80):
+    with atomic_output(path) as tmp, writer.saving(fig, tmp, dpi=80):
         for k, dens in enumerate(densities):
             ax.clear()
             ax.imshow(dens, origin="lower", extent=(-limit, limit, -limit, limit), cmap="viridis")
