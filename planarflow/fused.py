@@ -1,66 +1,78 @@
 """The fast engine: reference.py's loss and gradient, arranged for speed — ``fit(engine="fused")``.
 
-This computes what reference.reverse_kl computes for each of P flows at once — the same
-formulas, checked against it to rounding by tests/test_engines.py (read reference.py first). Only
-the arrangement differs, and each difference is made for speed:
+This computes what reference.reverse_kl computes, for each of P flows at once: the same
+formulas, checked against it to rounding by tests/test_engines.py (read reference.py first).
+Only the arrangement differs. It rests on one observation about the flow:
 
-1. What does not depend on the batch — û_k and sp_k = softplus(w_kᵀu_k) = 1 + w_kᵀû_k — is
-   computed for all K layers at once (reference.u_hat_forward on (P, K, d) arrays), and its
-   backward likewise (reference.u_hat_backward).
+    z_k = z_{k−1} + û_k·t_k   ⟹   z_k = z_s + Σ_{s<j≤k} û_j·t_j   for any earlier layer s,
 
-2. Only the chain through z loops over the layers k = 1..K. The batch is stored transposed,
-   z as (d, N), so every array operation runs along the N samples (an (N, 2) layout makes
-   NumPy loop over rows of length 2). Layer k reads block k − 1 of a buffer and writes block k,
+so the pre-activation of layer k,
 
-       X_{k−1} = [ z_{k−1} ; 1 ; q_k ]     shape (d + 2, N),     q_k = t_k − 1,  t_k = tanh(a_k)
+    a_k = w_kᵀz_{k−1} + b_k = w_kᵀz_s + b_k + Σ_{s<j<k} (w_kᵀû_j)·t_j,
 
-   so that a_k = w_kᵀz_{k−1} + b_k is one matrix product, 2a_k = [2w_kᵀ  2b_k]·[z_{k−1}; 1],
-   and tanh is 1 − 2/(1 + e^{2a}), i.e. q_k = −2/(1 + e^{2a_k}): NumPy's exp is about twice as
-   fast as its tanh (e^{2a} overflows harmlessly to inf for a > 354, giving q = 0, t = 1, so
-   the loop silences overflow warnings). The update z_k = z_{k−1} + û_k·t_k is
+depends on the batch only through w_kᵀz_s and the numbers t_j of each sample. The layers are cut
+into blocks of BLOCK; z is computed only at the blocks' ends, each with one matrix product
+(z_e = z_s + Σ û_j·t_j), and within a block the chain — the only part that must run one layer
+after another — works on rows of N numbers and never touches the d coordinates of z. Every
+product with d in it is one matrix product per block:
 
-       for d ≤ MATRIX_MAX_D:   z_k = [I  û_k  û_k]·[z_{k−1}; 1; q_k]      one call, d(d + 2)·N work
-       for larger d:           z_k = û_k·t_k + z_{k−1}  (rank one)      three calls, 2d·N work
+    forward    2W_b·z_sᵀ (B, N)      z_e = z_s + T_bᵀ·Û_b (N, d)        T = (t_k⁽ⁿ⁾), B ≤ BLOCK rows
+    backward   Û_b·(∂L/∂z_e)ᵀ, T_b·∂L/∂z_e, GA_b·z_s, GA_bᵀ·W_b       GA = (∂L/∂a_k⁽ⁿ⁾)
 
-   For small d a NumPy call costs more than its arithmetic, so the single product wins; the
-   identity block costs d²·N, so for larger d the rank-one form keeps the cost linear in d,
-   as the math's (``python -m planarflow.benchmark`` measures both sides of the crossover).
+The cost is O(K·d·N) in those products plus O(K·BLOCK·N) in the chain: linear in d, as the
+math's is, and each layer of the chain is four NumPy calls forward and two backward. (BLOCK
+trades the chain's rows, up to BLOCK per layer, against the per-block calls; 8 to 16 measure
+best here; BLOCK = 1 would be the plain layer-by-layer order.) Below, s..e are a block's layers.
 
-3. Everything that is elementwise in (k, n) once the t_k are known — h'_k, D_k, the log-dets,
-   the log-det's part of ∂L/∂a — is computed after the loop on (K, N) arrays, and the
-   parameter gradients Σₙ(…) are reduced after the backward loop, one call each. Here
-   h'_k = 1 − t_k²: one pass, where reference.tanh_derivative takes an exp; it is accurate to
-   4e-16 absolutely, so its relative accuracy suffers only where h' < 1e-8 (|a| > 10), where
-   h' multiplies everything it enters and its error is below 1e-23 in absolute terms.
+Forward. With M_kj = 2·w_kᵀû_j for s < j < k and q_k = t_k − 1 = −2/(1 + e^{2a_k}) (tanh through
+exp, which NumPy computes about twice as fast; e^{2a} overflows harmlessly to inf for a > 354,
+giving q = 0, so the loop silences overflow warnings),
 
-4. Σ_k log D_k is computed as log Π_k D_k (one log per sample instead of K) whenever the
-   product provably stays inside float64's range (``sum_logdet``).
+    2a_k = E_k + Σ_j M_kj·q_j,      E_k = 2(w_kᵀz_s + b_k) + Σ_j M_kj       (since t_j = 1 + q_j)
 
-5. The buffers live in a ``Workspace`` that the training loop keeps from step to step, with
-   their constant entries written once and each layer's slices made once (``Layout``).
-   Allocating and freeing a few megabytes every step makes the C allocator hand the memory
-   back to the operating system and fault it in again page by page, which on a virtual
-   machine costs as much as the arithmetic. A fresh Workspace per call gives the same numbers.
+A buffer Q starts as E; layer k computes 2a_k = [M_k,…  1]·Q_{s..k} — the 1 picks up E_k, still
+in row k — then overwrites row k with q_k.
 
-A population of flows: P independent flows (``fit(..., population=P)``) carry a leading member
-axis, (P, K, d), each with its own N samples; every buffer gets a member axis after the layer
-axis, X_k becomes (P, d + 2, N), and each product is one np.matmul over the P members. P = 1 is
-the layout above, with np.dot (a little cheaper per call than np.matmul).
+Backward. With gz_k = ∂L/∂z_k = ∂L/∂z_e + Σ_{k<j≤e} w_j·ga_j (reference.planar_backward's
+dz = dy + ga·wᵀ, unrolled through the block) and κ_k = −2·dlogdet·s_k the log-det's part
+(dlogdet = ∂L/∂log D_k is one number for every layer and sample, −1/N),
+
+    ga_k = h'_k·(gz_kᵀû_k + κ_k·t_k/D_k) = h'_k·(R_k + Σ_{k<j≤e} (w_jᵀû_k)·ga_j),
+    R_k = û_kᵀ·∂L/∂z_e + κ_k·t_k/D_k,
+
+computed for k = e..s in a buffer GA that starts as R, the same way. Then, with
+S = GA_b·T_bᵀ (S_jk = Σₙ ga_j·t_k) and L its strictly lower part,
+
+    ∂L/∂û_k = Σₙ gz_k·t_k     = (T_b·∂L/∂z_e + Lᵀ·W_b)_k
+    ∂L/∂w_k = Σₙ ga_k·z_{k−1}  = (GA_b·z_s + L·Û_b)_k            (w through a)
+    ∂L/∂z_s = ∂L/∂z_e + GA_bᵀ·W_b,   ∂L/∂b_k = Σₙ ga_k,   ∂L/∂sp_k = Σₙ dlogdet·h'_k/D_k.
+
+Elementwise details, also arranged for speed: h'_k = 1 − t_k², one pass, where
+reference.tanh_derivative takes an exp (accurate to 4e-16 absolutely: its relative accuracy
+suffers only where h' < 1e-8, |a| > 10, where h' multiplies everything it enters), and
+Σ_k log D_k as log Π_k D_k when that is safe (``sum_logdet``). The buffers live in a
+``Workspace`` kept from step to step, with each layer's views made once (``Layout``):
+allocating a few megabytes every step makes the C allocator return memory to the operating
+system and fault it in again, which on a virtual machine costs as much as the arithmetic.
+
+A population of P flows (``fit(..., population=P)``) carries a leading member axis on every
+array, (P, K, d) and (P, K, N), and every product is one np.matmul over the members; for P = 1
+the layer loop uses np.dot on the member's 2-D views (a little cheaper per call).
 """
 
 import numpy as np
 
 from .reference import std_normal_log_density, u_hat_backward, u_hat_forward
 
-MATRIX_MAX_D = 12         # the [I û û] product for d ≤ this, the rank-one update above it (measured)
+
+BLOCK = 12         # layers per block: the chain reads at most BLOCK rows a layer (measured, see above)
 
 
 class Workspace:
     """The engine's buffers, kept from call to call; rebuilt when the shapes change.
 
     Results never depend on what a previous call left behind: every entry a call reads was
-    written by that call, except the constant entries (identity blocks, the row of ones, a zero),
-    written once when the layout is built and never overwritten.
+    written by that call, except constants (the masks) written when the layout is built.
     """
 
     def __init__(self):
@@ -75,58 +87,36 @@ class Workspace:
 
 class Layout:
     """The buffers of fused_forward/fused_backward for P flows of K layers in d dimensions, N
-    samples each, their constant entries, and each layer's views into them (slicing an array
-    costs about as much as a small NumPy call, so the views are made once). For layer k = 1..K,
-    stored at index k − 1:
+    samples each, and each layer's views into them (slicing costs about as much as a small NumPy
+    call, so the views are made once). Rows are layers k = 1..K at index k − 1; the layers are
+    cut into blocks of at most BLOCK, rows s..e−1.
 
-        X  (K + 1, P, d + 2, N)    block k − 1 = [z_{k−1} ; 1 ; q_k],  block K = [z_K ; …]
-        WB (K, P, 1, d + 1)        [2w_kᵀ  2b_k]
-        G  (K + 1, P, d + 2, N)    block k = [∂L/∂z_k ; t_k/D_k ; ga_k],  block 0 = [∂L/∂z₀ ; …]
-        UH (K, P, 1, d + 1)        [û_kᵀ  κ_k]
-        T, t2, hp, D  (K, P, N)    t_k, t_k², h'(a_k), D_k
-      matrix form (d ≤ MATRIX_MAX_D):
-        M  (K, P, d, d + 2)        [I  û_k  û_k]
-        Q  (K, P, d, d + 2)        [I  0  w_k]
-      rank-one form:
-        Uc, Wc (K, P, d, 1)        û_k and w_k as columns;  row (P, 1, N): a scratch row
-
-    A layer's views drop the member axis when P = 1, and ``product`` is np.dot then (np.matmul
-    otherwise): both compute the same matrix products.
+        Q, T, t2, hp, D, GA  (P, K, N)       E then q_k;  t_k;  t_k² (later κ_k·t_k/D_k);  h'_k;  D_k;  R then ga_k
+        C, B                 (P, K, K)       [M | 1] within each block, and its backward counterpart
+        Z                    (n + 1, P, N, d) z at each block's start (Z[0] = z₀) and z_K
+        Gz                   (P, N, d)       ∂L/∂z at the current block's end
+        e                    (P, 1, N)       scratch for one layer
     """
 
     def __init__(self, P, K, d, N):
         self.shape = (P, K, d, N)
-        self.matrix = d <= MATRIX_MAX_D
-        self.X = np.empty((K + 1, P, d + 2, N))
-        self.X[:, :, d] = 1.0
-        self.WB = np.empty((K, P, 1, d + 1))
-        self.G = np.empty((K + 1, P, d + 2, N))
-        self.UH = np.empty((K, P, 1, d + 1))
+        self.blocks = [(s, min(s + BLOCK, K)) for s in range(0, K, BLOCK)]
+        self.Q, self.T, self.t2, self.hp, self.D, self.GA = (np.empty((P, K, N)) for _ in range(6))
+        self.C, self.B = np.empty((P, K, K)), np.empty((P, K, K))
+        self.Z = np.empty((len(self.blocks) + 1, P, N, d))
+        self.Gz = np.empty((P, N, d))
         self.e = np.empty((P, 1, N))
-        self.T, self.t2, self.hp, self.D = (np.empty((K, P, N)) for _ in range(4))
+        self.lower = np.zeros((K, K))                        # j < k within one block
+        for s, e in self.blocks:
+            self.lower[s:e, s:e] = np.tri(e - s, e - s, -1)
+        self.eye = np.eye(K)
         self.product = np.dot if P == 1 else np.matmul
         one = (lambda a: a[0]) if P == 1 else (lambda a: a)   # drop the member axis when P = 1
-        X, G, hp = self.X, self.G, self.hp.reshape(K, P, 1, N)
-        if self.matrix:
-            eye = np.eye(d)
-            self.M = np.empty((K, P, d, d + 2))
-            self.M[:, :, :, :d] = eye
-            self.Q = np.empty((K, P, d, d + 2))
-            self.Q[:, :, :, :d] = eye
-            self.Q[:, :, :, d] = 0.0
-            fwd = [(self.M[k], X[k]) for k in range(K)]
-            bwd = {k: (self.Q[k], G[k + 1]) for k in range(K)}
-        else:
-            self.Uc, self.Wc = np.empty((K, P, d, 1)), np.empty((K, P, d, 1))
-            self.row = np.empty((P, 1, N))
-            fwd = [(self.Uc[k], X[k, :, :d], self.row) for k in range(K)]
-            bwd = {k: (self.Wc[k], G[k + 1, :, :d]) for k in range(K)}
-        self.forward_views = [tuple(one(a) for a in (self.WB[k], X[k, :, :d + 1], self.e, X[k, :, d + 1:])
-                                    + fwd[k] + (X[k + 1, :, :d],))
-                              for k in range(K)]
-        self.backward_views = [tuple(one(a) for a in (self.UH[k], G[k + 1, :, :d + 1], G[k + 1, :, d + 1:], hp[k])
-                                     + bwd[k] + (G[k, :, :d],))
-                               for k in reversed(range(K))]
+        C, B, Q, GA, hp, e = self.C, self.B, self.Q, self.GA, self.hp, self.e
+        self.forward_views = [[tuple(one(a) for a in (C[:, k:k + 1, s:k + 1], Q[:, s:k + 1], e, Q[:, k:k + 1]))
+                               for k in range(s, e_)] for s, e_ in self.blocks]
+        self.backward_views = [[tuple(one(a) for a in (B[:, k:k + 1, k:e_], GA[:, k:e_], e, hp[:, k:k + 1], GA[:, k:k + 1]))
+                                for k in reversed(range(s, e_))] for s, e_ in self.blocks]
 
 
 def fused_forward(z0, u_hat, sp, w, b, ws=None):
@@ -151,45 +141,37 @@ def fused_forward(z0, u_hat, sp, w, b, ws=None):
     P, K, d = w.shape
     N = z0.shape[1]
     lay = ws.layout(P, K, d, N)
-    X = lay.X
-    X[0, :, :d] = z0.transpose(0, 2, 1)                  # z₀ of each member          (P, d, N)
-    uh_k = u_hat.transpose(1, 0, 2)                      # layer axis first          (K, P, d)
-    lay.WB[:, :, 0, :d] = 2.0 * w.transpose(1, 0, 2)
-    lay.WB[:, :, 0, d] = 2.0 * b.T
-    product, exp, add, divide, multiply = lay.product, np.exp, np.add, np.divide, np.multiply
-    # (out passed by position: the cheapest call)
-    with np.errstate(over="ignore"):
-        if lay.matrix:
-            lay.M[:, :, :, d] = uh_k
-            lay.M[:, :, :, d + 1] = uh_k
-            for wb, z1, e, q, m, x, z_next in lay.forward_views:
-                product(wb, z1, e)                       # 2a_k = [2w_kᵀ 2b_k]·[z_{k−1}; 1]
+    C, Q, T, Z = lay.C, lay.Q, lay.T, lay.Z
+    np.matmul(w, u_hat.transpose(0, 2, 1), out=C)        # w_kᵀû_j                   (P, K, K)
+    C *= lay.lower                                       # j < k in k's block
+    E_const = 2.0 * (b + C.sum(axis=2))[:, :, None]      # 2(b_k + Σ_j w_kᵀû_j)       (P, K, 1)
+    C *= 2.0                                             # M_kj
+    C += lay.eye                                         # [M_k,s..k−1  1]
+    w2 = 2.0 * w
+    Z[0] = z0
+    product, exp, add, divide = lay.product, np.exp, np.add, np.divide   # (out passed by position:
+    with np.errstate(over="ignore"):                                     #  the cheapest call)
+        for i, (s, e_) in enumerate(lay.blocks):
+            np.matmul(w2[:, s:e_], Z[i].transpose(0, 2, 1), out=Q[:, s:e_])   # 2w_kᵀz_s
+            Q[:, s:e_] += E_const[:, s:e_]                                      # E_k
+            for c, q_upto, e, q in lay.forward_views[i]:
+                product(c, q_upto, e)                    # 2a_k = E_k + Σ_{s≤j<k} M_kj·q_j
                 exp(e, e)
                 add(e, 1.0, e)
                 divide(-2.0, e, q)                       # q_k = tanh(a_k) − 1
-                product(m, x, z_next)                    # z_k = z_{k−1} + û_k·(1 + q_k)
-        else:
-            lay.Uc[..., 0] = uh_k
-            for wb, z1, e, q, uc, z, t, z_next in lay.forward_views:
-                product(wb, z1, e)
-                exp(e, e)
-                add(e, 1.0, e)
-                divide(-2.0, e, q)
-                add(q, 1.0, t)                           # t_k
-                multiply(uc, t, z_next)                  # û_k·t_k             (d, N)
-                add(z_next, z, z_next)                   # z_k = z_{k−1} + û_k·t_k
-    # h'_k = 1 − t_k² (see 3. above) and D_k = t² + h'·sp_k (reference.planar_forward's form)
-    T = np.add(X[:K, :, d + 1], 1.0, out=lay.T)                     # t_k             (K, P, N)
+            np.add(Q[:, s:e_], 1.0, out=T[:, s:e_])                            # t_k
+            np.matmul(T[:, s:e_].transpose(0, 2, 1), u_hat[:, s:e_], out=Z[i + 1])
+            Z[i + 1] += Z[i]                             # z_e = z_s + Σ_{s≤k<e} û_k·t_k   (P, N, d)
+    # h'_k = 1 − t_k² (see above) and D_k = t² + h'·sp_k (reference.planar_forward's form)
     t2 = np.multiply(T, T, out=lay.t2)
-    hp = np.subtract(1.0, t2, out=lay.hp)                           # h'(a_k)
-    D = np.multiply(hp, sp.T[:, :, None], out=lay.D)
-    D += t2                                                         # t² + h'·sp
-    zK = X[K, :, :d].transpose(0, 2, 1)
-    return zK, sum_logdet(D, sp.T), (lay, uh_k, sp, w)
+    hp = np.subtract(1.0, t2, out=lay.hp)
+    D = np.multiply(hp, sp[:, :, None], out=lay.D)
+    D += t2
+    return Z[-1], sum_logdet(D, sp), (lay, u_hat, sp, w)
 
 
 def sum_logdet(D, sp):
-    """Σ_k log D_k over the layers (axis 0) for D of shape (K, …, N) and sp of shape (K, …).
+    """Σ_k log D_k over the layers (axis 1) for D of shape (P, K, N) and sp of shape (P, K).
 
     Computed as log Π_k D_k — one log per sample instead of K, and logs are the costliest
     operation of a training step — whenever the product cannot leave float64's range.
@@ -199,35 +181,13 @@ def sum_logdet(D, sp):
     safely inside float64's normal range (e^{±708}), and the product's relative error is at
     most K·ε, the same order as summing K rounded logs. Otherwise the logs are summed directly.
     """
-    if sp.min() > 0 and np.abs(np.log(sp)).sum(axis=0).max() < 600.0:
-        return np.log(D.prod(axis=0))
-    return np.log(D).sum(axis=0)
+    if sp.min() > 0 and np.abs(np.log(sp)).sum(axis=1).max() < 600.0:
+        return np.log(D.prod(axis=1))
+    return np.log(D).sum(axis=1)
 
 
 def fused_backward(dzK, dlogdet, cache):
     """Backprop through fused_forward (reference.flow_backward for each member).
-
-    ``dlogdet`` = ∂L/∂log D_k⁽ⁿ⁾ is one number here, the same for every layer and sample (−1/N
-    for the batch mean), which lets its factor be folded into per-layer constants.
-
-    With gz = ∂L/∂z_k (the layer's output) and s_k = sp_k − 1, going down k = K..1, the lines of
-    reference.planar_backward are
-
-        ga_k = h'_k·(gzᵀû_k + κ_k·t_k/D_k),    κ_k = −2·dlogdet·s_k    (the log-det's part)
-        ∂L/∂z_{k−1} = gz + w_k·ga_k
-
-    Layer k keeps the block G_k = [gz ; t_k/D_k ; ga_k] of shape (d + 2, N), so that
-
-        gzᵀû_k + κ_k·t_k/D_k = [û_kᵀ  κ_k]·[gz ; t_k/D_k]      one product, then ga_k = h'_k·(…)
-        ∂L/∂z_{k−1} = [I  0  w_k]·G_k          (matrix form, d ≤ MATRIX_MAX_D)
-                    = w_k·ga_k + gz            (rank-one form)
-
-    and after the loop
-
-        ∂L/∂û_k = Σₙ gz·t_k,   ∂L/∂b_k = Σₙ ga_k,   ∂L/∂w_k = Σₙ ga_k·z_{k−1}  (through a),
-        ∂L/∂sp_k = Σₙ dlogdet·h'_k/D_k
-
-    are one reduction each.
 
     Parameters
     ----------
@@ -239,34 +199,35 @@ def fused_backward(dzK, dlogdet, cache):
     -------
     dz0 : (P, N, d), du_hat : (P, K, d), dsp : (P, K), dw : (P, K, d) (through a only), db : (P, K)
     """
-    lay, uh_k, sp, w = cache
+    lay, u_hat, sp, w = cache
+    T, hp, D, GA, B, Z, Gz = lay.T, lay.hp, lay.D, lay.GA, lay.B, lay.Z, lay.Gz
     P, K, d, N = lay.shape
-    X, G, T, hp, D = lay.X, lay.G, lay.T, lay.hp, lay.D
-    G[K, :, :d] = dzK.transpose(0, 2, 1)                 # ∂L/∂z_K                   (P, d, N)
-    np.divide(T, D, out=G[1:, :, d])                     # t_k/D_k                   (K, P, N)
-    R = np.divide(hp, D, out=lay.t2)                     # h'/D (t²'s buffer is free now)
-    dsp = dlogdet * R.sum(axis=2).T                      # Σₙ dlogdet·h'/D           (P, K)
-    lay.UH[:, :, 0, :d] = uh_k
-    lay.UH[:, :, 0, d] = -2.0 * dlogdet * (sp.T - 1.0)   # κ_k
-    product, multiply, add = lay.product, np.multiply, np.add
-    if lay.matrix:
-        lay.Q[:, :, :, d + 1] = w.transpose(1, 0, 2)
-        for uh, gz_c, ga, hp_k, q, g, gz_prev in lay.backward_views:
-            product(uh, gz_c, ga)                        # gzᵀû_k + κ_k·t_k/D_k
-            multiply(ga, hp_k, ga)                       # ga_k
-            product(q, g, gz_prev)                       # ∂L/∂z_{k−1} = gz + w_k·ga_k
-    else:
-        lay.Wc[..., 0] = w.transpose(1, 0, 2)
-        for uh, gz_c, ga, hp_k, wc, gz, gz_prev in lay.backward_views:
-            product(uh, gz_c, ga)
-            multiply(ga, hp_k, ga)
-            multiply(wc, ga, gz_prev)                    # w_k·ga_k                  (d, N)
-            add(gz_prev, gz, gz_prev)                    # ∂L/∂z_{k−1}
-    GA = G[1:, :, d + 1]                                 # ga_k                      (K, P, N)
-    du_hat = np.matmul(G[1:, :, :d], T[:, :, :, None])[..., 0]          # Σₙ gz·t_k  (K, P, d)
-    dw = np.matmul(X[:K, :, :d], GA[:, :, :, None])[..., 0]             # Σₙ ga_k·z_{k−1}
-    dz0 = G[0, :, :d].transpose(0, 2, 1)
-    return dz0, du_hat.transpose(1, 0, 2), dsp, dw.transpose(1, 0, 2), GA.sum(axis=2).T
+    kappa_t_D = np.divide(T, D, out=lay.t2)              # t_k/D_k (t²'s buffer is free now)
+    kappa_t_D *= (-2.0 * dlogdet * (sp - 1.0))[:, :, None]          # κ_k·t_k/D_k
+    np.subtract(lay.C, lay.eye, out=B)                   # M_jk = 2·w_jᵀû_k, j > k in a block …
+    B *= 0.5
+    np.copyto(B, B.transpose(0, 2, 1))                   # … as row k: w_jᵀû_k
+    B += lay.eye                                         # [1  w_jᵀû_k for j > k]
+    du_hat, dw = np.empty((P, K, d)), np.empty((P, K, d))
+    np.copyto(Gz, dzK)
+    product, multiply = lay.product, np.multiply
+    for i in reversed(range(len(lay.blocks))):
+        s, e_ = lay.blocks[i]
+        GA_b, T_b = GA[:, s:e_], T[:, s:e_]
+        np.matmul(u_hat[:, s:e_], Gz.transpose(0, 2, 1), out=GA_b)      # û_kᵀ·∂L/∂z_e
+        GA_b += kappa_t_D[:, s:e_]                                        # R_k
+        for b_row, ga_from, e, hp_k, ga in lay.backward_views[i]:        # k = e..s
+            product(b_row, ga_from, e)                   # R_k + Σ_{k<j<e} (w_jᵀû_k)·ga_j
+            multiply(e, hp_k, ga)                        # ga_k
+        L = np.matmul(GA_b, T_b.transpose(0, 2, 1))      # S_jk = Σₙ ga_j·t_k
+        L *= lay.lower[s:e_, s:e_]
+        np.matmul(T_b, Gz, out=du_hat[:, s:e_])          # Σₙ gz_k·t_k …
+        du_hat[:, s:e_] += np.matmul(L.transpose(0, 2, 1), w[:, s:e_])
+        np.matmul(GA_b, Z[i], out=dw[:, s:e_])           # Σₙ ga_k·z_{k−1} …
+        dw[:, s:e_] += np.matmul(L, u_hat[:, s:e_])
+        Gz += np.matmul(GA_b.transpose(0, 2, 1), w[:, s:e_])             # ∂L/∂z_s
+    dsp = dlogdet * np.divide(hp, D, out=lay.t2).sum(axis=2)        # Σₙ dlogdet·h'/D   (P, K)
+    return Gz, du_hat, dsp, dw, GA.sum(axis=2)
 
 
 def reverse_kl_members(params, z0, target, beta, ws=None):

@@ -51,10 +51,10 @@ def test_fused_and_reference_fits_agree_after_200_steps(K):
         np.testing.assert_allclose(h_fast["loss"], h_ref["loss"], rtol=0, atol=1e-7)
 
 
-@pytest.mark.parametrize("K,d,P", [(1, 1, 1), (5, 2, 1), (32, 2, 1), (8, 5, 3), (6, 20, 2), (3, 40, 1)])
+@pytest.mark.parametrize("K,d,P", [(1, 1, 1), (5, 2, 1), (32, 2, 1), (27, 3, 2), (8, 5, 3), (6, 20, 2), (13, 40, 1)])
 def test_fused_loss_and_gradient_equal_the_references_for_each_member(K, d, P):
     """fused.reverse_kl_members against reference.reverse_kl, member by member, in both of the
-    engine's arrangements (the [I û û] product for small d, the rank-one update for d > 12)."""
+    blocks (K > fused.BLOCK: several, the last one partial), with populations and larger d."""
     rng = np.random.default_rng(K * 10 + d)
     members = [characteristic_params(K, d, rng) for _ in range(P)]
     stacked = {k: np.stack([m[k] for m in members]) for k in "uwb"}

@@ -1,15 +1,16 @@
-"""Timings: the training step for K × batch size, how it grows, and the demo end to end.
+"""Timings: the training step for K × batch size, both engines, how the cost grows with K, the
+batch and the dimension d, and the demo end to end.
 
-    python -m planarflow.benchmark              # about two minutes
+    python -m planarflow.benchmark              # about five minutes
     python -m planarflow.benchmark --no-demo    # the step timings only
 
 One training step is what ``fit`` does each step: draw the noise, compute the loss and its
-gradient (reverse_kl's fused path), and take an Adam step. It is timed inside ``fit`` through its
-callback (time between consecutive steps), in float64 with single-threaded BLAS, on target U4;
-the median over the steps after a warm-up is reported (and the 10th percentile, since virtual
-machines are noisy). The demo is run as a separate process with no flags; its wall time and the
-peak resident memory of its process tree (itself and its workers, summed) are reported.
-Timings are measurements of this machine, never assertions: tests do not time anything.
+gradient, and take an Adam step. It is timed inside ``fit`` through its callback (time between
+consecutive steps), in float64 with single-threaded BLAS; the median over the steps after a
+warm-up is reported (and the 10th percentile, since virtual machines are noisy). The demo is run
+as a separate process, once with its default engine and once with ``--engine reference``; its
+wall time and the peak resident memory of its process tree (itself and its workers) are
+reported. Timings are measurements of this machine, never assertions: tests do not time anything.
 """
 
 import argparse
@@ -30,16 +31,17 @@ def _single_threaded_blas():
     os.execve(sys.executable, [sys.executable, "-m", "planarflow.benchmark"] + sys.argv[1:], env)
 
 
-def step_times(K, batch_size, steps=300, warmup=30, population=None):
-    """Per-step wall times (seconds) of fit on U4, after a warm-up."""
+def step_times(K, batch_size, steps=300, warmup=30, population=None, engine="fused", target=None, dim=None):
+    """Per-step wall times (seconds) of fit (on U4 unless a target is given), after a warm-up."""
     import numpy as np
 
     from .api import get_target
     from .training import fit
 
     stamps = []
-    fit(get_target("U4"), K, steps + warmup, batch_size, lr=1e-2, rng=0, progress=False,
-        population=population, callback=lambda t, loss, beta: stamps.append(time.perf_counter()))
+    fit(target or get_target("U4"), K, steps + warmup, batch_size, lr=1e-2, rng=0, progress=False,
+        population=population, engine=engine, dim=dim,
+        callback=lambda t, loss, beta: stamps.append(time.perf_counter()))
     return np.diff(stamps)[warmup - 1:]
 
 
@@ -81,11 +83,12 @@ def _tree_rss_kb(root_pid):
     return total
 
 
-def demo_run(root):
-    """Wall time (s) and peak summed RSS (MB) of `python demo.py` run from ``root``."""
-    out = os.path.join(root, "figure3.png")
+def demo_run(root, *flags):
+    """Wall time (s) and peak summed RSS (MB) of `python demo.py [flags]` run from ``root``."""
+    out = os.path.join(root, "out", "benchmark_figure3.png")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "demo.py", "--out", out], cwd=root,
+    proc = subprocess.Popen([sys.executable, "demo.py", "--out", out, *flags], cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while proc.poll() is None:
@@ -94,7 +97,7 @@ def demo_run(root):
         time.sleep(0.05)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"demo.py failed with status {proc.returncode}")
+        raise SystemExit(f"demo.py {' '.join(flags)} failed with status {proc.returncode}")
     return seconds, peak / 1024.0
 
 
@@ -108,7 +111,8 @@ def main(argv=None):
     import numpy as np
 
     Ks, batches = (2, 8, 32), (256, 1024, 4096)
-    print("One training step (noise + loss + gradient + Adam), float64, 1 BLAS thread, target U4")
+    print("One training step (noise + loss + gradient + Adam) on the fused engine, float64,")
+    print("1 BLAS thread, target U4")
     print("median ms per step (10th percentile in brackets)\n")
     print("   K " + "".join(f"{f'batch {n}':>20}" for n in batches))
     med = np.zeros((len(Ks), len(batches)))
@@ -143,14 +147,29 @@ def main(argv=None):
         print(f"  K = {K}, P = {P}: {t:.3f} ms per step = {t / med[Ks.index(K), 0]:.1f} single steps "
               f"for {P} flows")
 
+    from .api import Gaussian
+
+    print("\nThe two engines, K = 32, batch 1024, ms per step (median): the reference (reference.py,")
+    print("fit's default) and the fused engine, against the dimension d (a standard Gaussian target):")
+    print("      d   reference       fused   reference / fused")
+    for d in (2, 8, 32, 100, 200):
+        n = max(20, args.steps // (1 if d <= 8 else 10))
+        target = Gaussian(np.zeros(d), np.ones(d))
+        t_ref = np.median(step_times(32, 1024, steps=n, warmup=5, engine="reference", target=target)) * 1e3
+        t_fused = np.median(step_times(32, 1024, steps=n, warmup=5, target=target)) * 1e3
+        print(f"  {d:5d}   {t_ref:9.3f}   {t_fused:9.3f}   {t_ref / t_fused:17.1f}")
+
     if not args.no_demo:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         if not os.path.exists(os.path.join(root, "demo.py")):
-            print("\n(demo.py not found beside the package: end-to-end run skipped)")
+            print("\n(demo.py not found beside the package: end-to-end runs skipped)")
             return
         seconds, peak_mb = demo_run(root)
         print(f"\n`python demo.py` (no flags, {os.cpu_count()} cores): {seconds:.1f} s wall, "
               f"peak memory {peak_mb:.0f} MB (all its processes together)")
+        ref_seconds, ref_mb = demo_run(root, "--engine", "reference")
+        print(f"`python demo.py --engine reference`: {ref_seconds:.1f} s wall ({ref_seconds / seconds:.1f}× the "
+              f"fused engine's), peak memory {ref_mb:.0f} MB")
 
 
 if __name__ == "__main__":
