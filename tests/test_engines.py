@@ -203,3 +203,14 @@ def test_reference_py_copied_alone_trains_u1_towards_minus_log_z(tmp_path):
     assert -1.8775 - 0.01 < last_loss < -1.8775 + 0.05             # the floor −log Z, nearly reached
     kl = float(lines[-1].split("= ")[2].split()[0])
     assert 0.0 <= kl < 0.05
+
+
+def test_a_population_trains_the_same_on_both_engines():
+    """fit(population=P): the reference engine loops over the members, the fused one stacks them."""
+    target = pf.get_target("U3")
+    kw = dict(lr=2e-2, rng=4, progress=False, population=3)
+    ref, h_ref = pf.fit(target, 5, 60, 64, **kw)
+    fast, h_fast = pf.fit(target, 5, 60, 64, engine="fused", **kw)
+    assert ref["u"].shape == (3, 5, 2) and h_ref["loss"].shape == (60, 3)
+    for k in "uwb":
+        assert np.max(np.abs(ref[k] - fast[k])) <= 1e-10 * np.max(np.abs(ref[k]))
