@@ -9,13 +9,14 @@ Importance sampling needs no grid and works in any dimension: with a perfect flo
 is Z, log Ẑ = log Z exactly and ESS/n = 1; the further q_K is from p, the more a few large
 weights dominate, ESS/n falls towards 1/n and log Ẑ tends to underestimate log Z.
 
-Samples are drawn with reference.sample, CHUNK at a time, and only running sums are kept, so
+Samples are drawn with reference.sample (looked up when called, like every reference function
+the lesson files use), CHUNK at a time, and only running sums are kept, so
 the memory used does not grow with n.
 """
 
 import numpy as np
 
-from .reference import sample
+from . import reference
 
 CHUNK = 8192             # samples per reference.sample call (its caches: ~80·K bytes a sample)
 
@@ -90,7 +91,7 @@ def kl_divergence(params, target, n, rng, log_z):
     rng = np.random.default_rng(rng)
     count, mean, m2 = 0, 0.0, 0.0
     for m in _chunks(n):
-        z, log_q = sample(params, m, rng)
+        z, log_q = reference.sample(params, m, rng)
         v = log_q + target.energy(z)
         v_mean = float(np.mean(v))
         delta = v_mean - mean
@@ -111,7 +112,7 @@ def importance_log_z(params, target, n, rng):
     rng = np.random.default_rng(rng)
     lse, lse2 = [], []
     for m in _chunks(n):
-        z, log_q = sample(params, m, rng)
+        z, log_q = reference.sample(params, m, rng)
         log_w = -target.energy(z) - log_q
         lse.append(logsumexp(log_w))
         lse2.append(logsumexp(2.0 * log_w))

@@ -62,7 +62,7 @@ the layer loop uses np.dot on the member's 2-D views (a little cheaper per call)
 
 import numpy as np
 
-from .reference import std_normal_log_density, u_hat_backward, u_hat_forward
+from . import reference
 
 
 BLOCK = 12         # layers per block: the chain reads at most BLOCK rows a layer (measured, see above)
@@ -239,14 +239,14 @@ def reverse_kl_members(params, z0, target, beta, ws=None):
     Workspace, kept by the training loop from step to step.
     """
     P, N, d = z0.shape
-    u_hat, sp, uh_cache = u_hat_forward(params["u"], params["w"])      # (P, K, d), (P, K)
+    u_hat, sp, uh_cache = reference.u_hat_forward(params["u"], params["w"])      # (P, K, d), (P, K)
     zK, sum_logdet, cache = fused_forward(z0, u_hat, sp, params["w"], params["b"], ws)
     both = getattr(target, "energy_and_grad", None)
     z = zK.reshape(P * N, d)
     U, gU = both(z) if both is not None else (target.energy(z), target.grad(z))
     # the batch mean of each member's terms, as sums / N (np.mean costs several sums here)
-    losses = (std_normal_log_density(z0) - sum_logdet + beta * U.reshape(P, N)).sum(axis=1) / N
+    losses = (reference.std_normal_log_density(z0) - sum_logdet + beta * U.reshape(P, N)).sum(axis=1) / N
     dzK = (beta / N) * gU.reshape(P, N, d)               # ∂L/∂z_K                   (P, N, d)
     _, du_hat, dsp, dw, db = fused_backward(dzK, -1.0 / N, cache)     # ∂L/∂log D_k = −1/N
-    du, dw_uh = u_hat_backward(du_hat, dsp, uh_cache)
+    du, dw_uh = reference.u_hat_backward(du_hat, dsp, uh_cache)
     return losses, {"u": du, "w": dw + dw_uh, "b": db}

@@ -22,7 +22,7 @@ flow gives log q_K(y) = log q₀(z₀) − Σ_k log D_k exactly as ``sample`` co
 
 import numpy as np
 
-from .reference import flow_forward, std_normal_log_density, tanh_derivative, u_hat_forward
+from . import reference
 
 EPS = np.finfo(np.float64).eps
 MAX_ITER = 200          # ≥ 2 × 64 halvings of any float64 bracket, plus Newton's few steps
@@ -50,7 +50,7 @@ def solve_alpha(wty, s, sp, b):
     for _ in range(MAX_ITER):
         t = np.tanh(alpha + b)
         g = alpha + s * t - wty
-        gp = t * t + tanh_derivative(alpha + b) * sp      # g'(α) = t² + h'·sp > 0
+        gp = t * t + reference.tanh_derivative(alpha + b) * sp      # g'(α) = t² + h'·sp > 0
         newton_step = g / gp
         # g is known to about ε(|α| + |s| + |wᵀy|), so α to that divided by g': stop there
         tol = 4 * EPS * (np.abs(alpha) + abs(s) + np.abs(wty)) / gp
@@ -72,7 +72,7 @@ def solve_alpha(wty, s, sp, b):
 
 def inverse(params, y):
     """The z₀ with flow_forward(params, z₀) = y, for every row of y (N, d); returns (N, d)."""
-    u_hat, sp, _ = u_hat_forward(params["u"], params["w"])       # (K, d), (K,)
+    u_hat, sp, _ = reference.u_hat_forward(params["u"], params["w"])       # (K, d), (K,)
     w, b = params["w"], params["b"]
     z = y
     for k in reversed(range(w.shape[0])):                         # undo layer k + 1 = K..1
@@ -84,5 +84,5 @@ def inverse(params, y):
 def log_prob(params, y):
     """Exact log q_K(y) at any points y (N, d): log q₀(z₀) − Σ_k log D_k with z₀ = inverse(y)."""
     z0 = inverse(params, y)
-    _, sum_logdet, _ = flow_forward(params, z0)
-    return std_normal_log_density(z0) - sum_logdet
+    _, sum_logdet, _ = reference.flow_forward(params, z0)
+    return reference.std_normal_log_density(z0) - sum_logdet

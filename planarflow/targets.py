@@ -27,7 +27,7 @@ paper's formulas exactly.
 
 import numpy as np
 
-from .reference import logaddexp_weights, tanh_derivative, u1
+from . import reference
 
 
 def _w1(z1):
@@ -46,7 +46,7 @@ def _w3(z1):
     """w₃ = 3·σ(x), x = (z₁ − 1)/0.3, and dw₃/dz₁ = 3·σ'(x)/0.3, through tanh:
     σ(x) = (1 + tanh(x/2))/2 and σ'(x) = σ(x)·σ(−x) = h'(x/2)/4, neither of which overflows."""
     half = 0.5 * (z1 - 1.0) / 0.3
-    return 1.5 * (1.0 + np.tanh(half)), 2.5 * tanh_derivative(half)     # 3/(4·0.3) = 2.5
+    return 1.5 * (1.0 + np.tanh(half)), 2.5 * reference.tanh_derivative(half)     # 3/(4·0.3) = 2.5
 
 
 def u2(z):
@@ -65,7 +65,7 @@ def _two_branches(z, shift, dshift, s1, s2):
     w1, dw1 = _w1(z[:, 0])
     r1 = z[:, 1] - w1
     r2 = r1 + shift
-    lse, p1, p2 = logaddexp_weights(-0.5 * (r1 / s1) ** 2, -0.5 * (r2 / s2) ** 2)
+    lse, p1, p2 = reference.logaddexp_weights(-0.5 * (r1 / s1) ** 2, -0.5 * (r2 / s2) ** 2)
     c2 = p2 * r2 / s2 ** 2
     c = p1 * r1 / s1 ** 2 + c2
     return -lse, np.stack([c2 * dshift - c * dw1, c], axis=1)
@@ -79,6 +79,11 @@ def u3(z):
 def u4(z):
     """U₄ = −log(e^{−½((z₂−w₁)/0.4)²} + e^{−½((z₂−w₁+w₃)/0.35)²}) and its gradient."""
     return _two_branches(z, *_w3(z[:, 0]), 0.4, 0.35)
+
+
+def u1(z):
+    """U₁ and its gradient: reference.u1 (the lesson's running example lives there)."""
+    return reference.u1(z)
 
 
 ENERGIES = {"U1": u1, "U2": u2, "U3": u3, "U4": u4}

@@ -253,7 +253,12 @@ def _worker(tasks, messages, parent):
         return send
 
     while True:
-        i, job = tasks.get()
+        try:
+            i, job = tasks.get(timeout=1.0)
+        except queue_module.Empty:
+            if os.getppid() != parent:
+                return
+            continue
         if job is None:
             return
         messages.put(("start", i, os.getpid()))

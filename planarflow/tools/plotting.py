@@ -125,6 +125,13 @@ def training_curves(results, Ks, names, path, window=50):
             loss, beta = r["curve"]["loss"], r["curve"]["beta"]
             steps = np.arange(1, loss.size + 1)
             floor = -r["log_z"]
+            if i == 0:
+                ax.set_title(f"K = {K}", fontsize=10)
+            if j == 0:
+                ax.set_ylabel(f"{name}: loss", fontsize=9)
+            if loss.size == 0:                       # diverged at its first step
+                ax.text(0.5, 0.5, "diverged at step 0", transform=ax.transAxes, ha="center", fontsize=8)
+                continue
             ax.plot(steps, loss, color="0.8", lw=0.5)
             w = min(window, loss.size)
             smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
@@ -141,10 +148,6 @@ def training_curves(results, Ks, names, path, window=50):
             ax.set_ylim(floor - 0.15, floor + max(1.0, 2.5 * (np.median(smooth[-w:]) - floor) + 0.3))
             ax.text(0.97, 0.93, f"KL {r['kl']:.3f} ± {r['stderr']:.3f}", transform=ax.transAxes,
                     ha="right", va="top", fontsize=8)
-            if i == 0:
-                ax.set_title(f"K = {K}", fontsize=10)
-            if j == 0:
-                ax.set_ylabel(f"{name}: loss", fontsize=9)
             if i == len(names) - 1:
                 ax.set_xlabel("step", fontsize=9)
             ax.tick_params(labelsize=7)
@@ -154,7 +157,7 @@ def training_curves(results, Ks, names, path, window=50):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    ncol = min(len(labels), max(1, 2 * len(Ks)))            # narrow figures: legend on more rows
+    ncol = max(1, min(len(labels), 2 * len(Ks)))            # narrow figures: legend on more rows
     rows = -(-len(labels) // ncol)
     bottom = 0.022 * rows * 10 / fig.get_figheight()
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
