@@ -475,3 +475,24 @@ def test_demo_piped_into_head_still_writes_its_figures(tmp_path):
     assert res.stdout.startswith("Fitting")
     assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
     assert out.exists() and (tmp_path / "f_training.png").exists()
+
+
+def test_load_refuses_an_archive_listing_thousands_of_entries(tmp_path):
+    path = tmp_path / "many.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(2000):
+            zf.writestr(f"x{i}.npy", b"")
+    with pytest.raises(ValueError, match="2000 entries") as info:
+        pf.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_save_through_a_symlink_writes_the_file_it_points_to(tmp_path):
+    real = tmp_path / "real.npz"
+    pf.save(real, GOOD)
+    link = tmp_path / "link.npz"
+    os.symlink(real, link)
+    other = pf.init_params(3, 2, rng=9)
+    pf.save(link, other)
+    assert os.path.islink(link)
+    np.testing.assert_array_equal(pf.load(real)["u"], other["u"])

@@ -111,7 +111,8 @@ def atomic_output(path, name="path"):
     path's own extension, so writers that choose a format by extension choose the right one.
     Every OSError raised names ``path``."""
     path = check_output_path(path, name)
-    folder, base = os.path.split(os.path.abspath(path))
+    target = os.path.realpath(path)                      # a symlink: write the file it points to
+    folder, base = os.path.split(target)
     _sweep(folder, base)
     tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp{os.path.splitext(base)[1]}")
     try:
@@ -119,8 +120,8 @@ def atomic_output(path, name="path"):
             os.remove(tmp)                                   # our own, from an earlier failure
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # the umask applies
         try:
-            if os.path.exists(path):
-                os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))      # keep a replaced file's mode
+            if os.path.exists(target):
+                os.fchmod(fd, stat.S_IMODE(os.stat(target).st_mode))    # keep a replaced file's mode
         finally:
             os.close(fd)
     except OSError as exc:
@@ -129,7 +130,7 @@ def atomic_output(path, name="path"):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -197,9 +198,28 @@ def _read_member(zf, info, path, want):
     return arr.astype(np.dtype(want))     # native byte order, writable, C-contiguous copy
 
 
+def _check_zip_directory(f, path, expected):
+    """Refuse an archive whose central directory (read from its end record, before zipfile builds
+    it) lists more entries than ``expected`` could need or is implausibly large."""
+    size = f.seek(0, os.SEEK_END)
+    tail_start = max(0, size - 65_557)                  # the end record: 22 bytes + a comment < 64 KiB
+    f.seek(tail_start)
+    tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        raise ValueError(f"{path}: not an .npz archive (no zip end record)")
+    entries = int.from_bytes(tail[at + 10:at + 12], "little")
+    directory = int.from_bytes(tail[at + 12:at + 16], "little")
+    if entries > 4 * len(expected) or directory > 1 << 20:
+        raise ValueError(f"{path}: the archive lists {entries} entries in a {directory}-byte directory; "
+                         f"expected the {len(expected)} arrays {list(expected)}")
+    f.seek(0)
+
+
 def _read_npz(path, expected, name="path"):
     """Read exactly the arrays of ``expected`` (name -> dtype) from the .npz at ``path``."""
     with _open_regular(path, name) as f:
+        _check_zip_directory(f, path, expected)
         try:
             zf = zipfile.ZipFile(f)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:

@@ -48,3 +48,13 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self.dirty = False
+
+
+def run_command(main, name):
+    """Run a command's ``main()`` for ``python -m``: Ctrl-C ends it in one line with exit status
+    130 (the shell's convention for SIGINT), and its return value is the exit status."""
+    try:
+        return main() or 0
+    except KeyboardInterrupt:
+        sys.stderr.write(("\n" if sys.stderr.isatty() else "") + f"{name}: interrupted\n")
+        return 130
