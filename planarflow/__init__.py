@@ -7,7 +7,7 @@ The layout is the lesson at the top, the machinery in ``tools/``:
                      Imports NumPy only. Read it first; it is the code that runs.
     targets.py       U₁–U₄ of the paper's Table 1, their gradients, the box wall.
     inverse.py       the numerical inverse of the flow, hence its exact density anywhere.
-    diagnostics.py   log Z by quadrature, the exact KL, importance sampling.
+    diagnostics.py   log Z by quadrature, the exact KL, importance sampling and its PSIS k̂.
     gradcheck.py     central differences, the check behind every gradient.
 
     fused.py         the fast engine: reference.py's arithmetic arranged for speed, chosen by
@@ -34,8 +34,8 @@ pf.kl_divergence and a default pf.fit compute.
 
 from .tools.api import (Adam, Gaussian, flow_backward, flow_forward, get_target, importance_log_z,
                         init_params, inverse, kl_divergence, log_partition, log_prob,
-                        numerical_gradient, planar_backward, planar_forward, rel_error, reverse_kl,
-                        sample, u_hat, u_hat_backward, u_hat_forward)
+                        numerical_gradient, planar_backward, planar_forward, psis, rel_error,
+                        reverse_kl, sample, u_hat, u_hat_backward, u_hat_forward)
 from .tools.io import load, save
 from .tools.training import TrainingDiverged, fit
 
@@ -44,6 +44,6 @@ __version__ = "0.2.0"
 __all__ = [
     "Adam", "Gaussian", "TrainingDiverged", "fit", "flow_backward", "flow_forward", "get_target",
     "importance_log_z", "init_params", "inverse", "kl_divergence", "load", "log_partition",
-    "log_prob", "numerical_gradient", "planar_backward", "planar_forward", "rel_error",
+    "log_prob", "numerical_gradient", "planar_backward", "planar_forward", "psis", "rel_error",
     "reverse_kl", "sample", "save", "u_hat", "u_hat_backward", "u_hat_forward",
 ]

@@ -3,11 +3,14 @@
     KL(q_K ‖ p) = E_q[log q_K(z) + U(z)] + log Z                   (≥ 0; 0 iff q_K = p)
     log Ẑ       = logsumexp_i(−U(zᵢ) − log q_K(zᵢ)) − log n,  zᵢ ~ q_K
     ESS / n     = (Σ wᵢ)² / (n·Σ wᵢ²),  wᵢ = e^{−U(zᵢ) − log q_K(zᵢ)}
+    k̂           the Pareto shape of the largest wᵢ (PSIS): < 0.7, the estimates are reliable
 
 The KL is in nats; it is what the paper's Figure 3(d) plots (as the free energy −log Z + KL).
 Importance sampling needs no grid and works in any dimension: with a perfect flow every weight
 is Z, log Ẑ = log Z exactly and ESS/n = 1; the further q_K is from p, the more a few large
-weights dominate, ESS/n falls towards 1/n and log Ẑ tends to underestimate log Z.
+weights dominate, ESS/n falls towards 1/n and log Ẑ tends to underestimate log Z. When the
+weights are heavy-tailed, ESS itself is unreliable (a few draws decide it, and another n draws
+give another number); Pareto-smoothed importance sampling's k̂ says when (``psis``).
 
 Samples are drawn with reference.sample (looked up when called, like every reference function
 the lesson files use), CHUNK at a time, and only running sums are kept, so
@@ -102,19 +105,113 @@ def kl_divergence(params, target, n, rng, log_z):
     return float(mean + log_z), float(np.sqrt(m2 / (n - 1) / n))
 
 
-def importance_log_z(params, target, n, rng):
+def importance_log_z(params, target, n, rng, return_k_hat=False):
     """Importance-sampling estimate of log Z with q_K as the proposal, and ESS/n of its weights.
 
     log Ẑ = logsumexp(log wᵢ) − log n and ESS/n = exp(2·logsumexp(log wᵢ) − logsumexp(2 log wᵢ))/n,
     log wᵢ = −U(zᵢ) − log q_K(zᵢ); both log-sums are taken per chunk, then over the chunks.
-    Returns (log_z, ess_fraction).
+    With return_k_hat, also the PSIS k̂ of the weights: only the largest M + 1 log weights are
+    needed for it (``psis_tail_size``), kept as the chunks go. Returns (log_z, ess_fraction[, k_hat]).
     """
     rng = np.random.default_rng(rng)
-    lse, lse2 = [], []
+    lse, lse2, top = [], [], np.empty(0)
+    M = psis_tail_size(n)
     for m in _chunks(n):
         z, log_q = reference.sample(params, m, rng)
         log_w = -target.energy(z) - log_q
         lse.append(logsumexp(log_w))
         lse2.append(logsumexp(2.0 * log_w))
+        if return_k_hat:
+            top = np.concatenate([top, log_w])
+            if top.size > M + 1:
+                top = np.partition(top, top.size - M - 1)[-(M + 1):]          # the M + 1 largest
     total = logsumexp(np.array(lse))
-    return total - float(np.log(n)), float(np.exp(2.0 * total - logsumexp(np.array(lse2))) / n)
+    log_z = total - float(np.log(n))
+    ess = float(np.exp(2.0 * total - logsumexp(np.array(lse2))) / n)
+    if not return_k_hat:
+        return log_z, ess
+    return log_z, ess, pareto_k(np.sort(top))[0]
+
+
+# --- Pareto-smoothed importance sampling (Vehtari, Simpson, Gelman, Yao & Gabry, JMLR 2024) -------
+#
+#   Importance weights wᵢ = p(zᵢ)/q(zᵢ) whose distribution has a heavy right tail make every
+#   importance-sampling estimate noisy — the few largest weights decide it — and ESS, computed
+#   from the same weights, does not show it. PSIS fits a generalized Pareto distribution (GPD)
+#   to the M largest weights,
+#
+#       F(x) = 1 − (1 + ξ·x/σ)^{−1/ξ}   for the exceedances x = w − u over the threshold u,
+#
+#   and its shape estimate k̂ = ξ̂ diagnoses the tail: the weights have 1/ξ finite moments, and
+#   for k̂ < 0.7 the (smoothed) importance-sampling estimates are reliable; above, they are not,
+#   and neither is the ESS. Smoothing replaces the M largest weights by the GPD's expected order
+#   statistics, which lowers the estimate's variance.
+#
+#   The GPD fit is Zhang & Stephens' (2009): with θ = −ξ/σ, for fixed θ the maximum-likelihood
+#   shape is ξ(θ) = mean(log(1 − θ·x)) and the profile log-likelihood ℓ(θ) = n·(log(−θ/ξ(θ)) −
+#   ξ(θ) − 1). θ is averaged over a grid of m = 30 + ⌊√n⌋ values weighted by e^{ℓ(θ)},
+#
+#       θ_j = 1/x_(n) + (1 − √(m/(j − ½)))/(3·x_(⌊n/4 + ½⌋)),   j = 1..m   (all below 1/x_(n)),
+#
+#   and ξ̂ = ξ(θ̂), σ̂ = −ξ̂/θ̂. Vehtari et al. then shrink ξ̂ towards 0.5 with a weak prior worth
+#   10 observations: k̂ = (n·ξ̂ + 10·0.5)/(n + 10).
+
+
+def psis_tail_size(S):
+    """M = ⌈min(0.2·S, 3·√S)⌉: how many of S independent draws' largest weights form the tail."""
+    return int(np.ceil(min(0.2 * S, 3.0 * np.sqrt(S))))
+
+
+def gpd_fit(x):
+    """Fit a generalized Pareto distribution to exceedances x > 0, sorted ascending.
+
+    Returns (k̂, σ̂): Zhang & Stephens' (2009) estimate with Vehtari et al.'s weak prior on the
+    shape (see above). x must hold at least 5 values, the largest positive.
+    """
+    n = x.size
+    m = 30 + int(np.sqrt(n))
+    j = np.arange(1, m + 1)
+    theta = 1.0 / x[-1] + (1.0 - np.sqrt(m / (j - 0.5))) / (3.0 * x[int(n / 4 + 0.5) - 1])
+    xi = np.log1p(-theta[:, None] * x).mean(axis=1)          # ξ(θ_j)             (m,)
+    profile = n * (np.log(-theta / xi) - xi - 1.0)            # ℓ(θ_j)
+    weights = np.exp(profile - profile.max())
+    theta_hat = np.sum(weights * theta) / np.sum(weights)
+    xi_hat = np.log1p(-theta_hat * x).mean()
+    sigma = -xi_hat / theta_hat
+    return (n * xi_hat + 10 * 0.5) / (n + 10), sigma
+
+
+def pareto_k(top):
+    """(k̂, σ̂, log u) from the M + 1 largest log weights ``top``, sorted ascending: the GPD
+    fitted to the M largest weights' exceedances over the next one, u (all scaled so that the
+    largest weight is 1). k̂ = −inf when the M largest are all equal to u (no tail at all)."""
+    lw = top - top[-1]                                      # the largest weight is 1
+    log_u = lw[0]
+    x = np.exp(lw[1:]) - np.exp(log_u)                      # exceedances, ascending  (M,)
+    if x[-1] <= 0.0:
+        return -np.inf, 0.0, log_u
+    k_hat, sigma = gpd_fit(x)
+    return k_hat, sigma, log_u
+
+
+def psis(log_weights):
+    """Pareto-smoothed importance sampling: (smoothed log weights, k̂).
+
+    log_weights : ndarray, shape (S,), S ≥ 21 (so that the tail holds at least 5).
+    The M = psis_tail_size(S) largest weights are replaced by the expected order statistics
+    u + F̂⁻¹((z − ½)/M), z = 1..M, of the GPD fitted to them, truncated at the largest raw weight;
+    then the log weights are normalised (logsumexp = 0). k̂ < 0.7: importance-sampling estimates
+    from these weights are reliable; above, they are not.
+    """
+    S = log_weights.size
+    M = psis_tail_size(S)
+    order = np.argsort(log_weights, kind="stable")
+    shift = log_weights[order[-1]]
+    k_hat, sigma, log_u = pareto_k(log_weights[order[-(M + 1):]])
+    smoothed = log_weights - shift
+    if np.isfinite(k_hat):
+        p = (np.arange(1, M + 1) - 0.5) / M
+        # F⁻¹(p) = σ/ξ·((1 − p)^{−ξ} − 1), and −σ·log(1 − p) in the limit ξ → 0
+        q = sigma * np.log1p(-p) * -1.0 if abs(k_hat) < 1e-12 else sigma / k_hat * np.expm1(-k_hat * np.log1p(-p))
+        smoothed[order[-M:]] = np.minimum(np.log(q + np.exp(log_u)), 0.0)   # truncate at the raw maximum
+    return smoothed - logsumexp(smoothed), float(k_hat)

@@ -330,16 +330,41 @@ def kl_divergence(params, target, n, rng=None, log_z=None):
     return diagnostics.kl_divergence(params, checked, n, rng, lz)
 
 
-def importance_log_z(params, target, n, rng=None):
+def importance_log_z(params, target, n, rng=None, return_k_hat=False):
     """Importance-sampling estimate of log Z with q_K as the proposal, and ESS/n of its weights.
 
     log Ẑ = logsumexp(−U(zᵢ) − log q_K(zᵢ)) − log n,   ESS = (Σwᵢ)²/Σwᵢ² (computed in logs), in
-    any dimension and in memory that does not grow with n. Returns (log_z, ess_fraction).
+    any dimension and in memory that does not grow with n. Returns (log_z, ess_fraction); with
+    return_k_hat=True (n ≥ 21), (log_z, ess_fraction, k_hat), k_hat the PSIS Pareto shape of the
+    weights (see ``psis``): below 0.7 the estimate and the ESS can be trusted, above they cannot.
     """
     params, K, d = check_params(params)
     checked = CheckedTarget(target, d)
-    n = as_int(n, "n", maximum=MAX_SAMPLES)
-    return diagnostics.importance_log_z(params, checked, n, make_rng(rng))
+    n = as_int(n, "n", minimum=21 if return_k_hat is True else 1, maximum=MAX_SAMPLES)
+    if not isinstance(return_k_hat, (bool, np.bool_)):
+        raise TypeError(f"return_k_hat: expected True or False, got {return_k_hat!r}")
+    return diagnostics.importance_log_z(params, checked, n, make_rng(rng), bool(return_k_hat))
+
+
+def psis(log_weights):
+    """Pareto-smoothed importance sampling (Vehtari, Simpson, Gelman, Yao & Gabry, JMLR 2024).
+
+    Parameters
+    ----------
+    log_weights : array_like, shape (S,), finite, S ≥ 21   log importance ratios log p(zᵢ) − log q(zᵢ)
+        (up to a constant)
+
+    Returns
+    -------
+    smoothed_log_weights : ndarray, shape (S,)   normalised: logsumexp = 0
+    k_hat : float   the generalized Pareto shape fitted to the largest weights. k̂ < 0.7: the
+        importance-sampling estimates are reliable; above, they are not (and neither is an ESS
+        computed from the weights). −inf when the largest weights are all equal.
+    """
+    lw = as_array(log_weights, "log_weights", ndim=1, max_abs=1e300)
+    if lw.size < 21:
+        raise ValueError(f"log_weights: expected at least 21 values (the tail fit needs 5), got {lw.size}")
+    return diagnostics.psis(lw)
 
 
 # --- central differences (gradcheck.py) ---------------------------------------------------------

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import reference
 from .api import get_target, init_params, kl_divergence, log_partition, numerical_gradient, rel_error, reverse_kl, sample
+from .experiment import uniform_start
 from .training import TrainingDiverged, fit
 
 
@@ -95,11 +96,6 @@ def train(constrained=True, seeds=range(10), steps=2000, lr=0.1, K=8, batch_size
 
 
 # --- 3. annealing -------------------------------------------------------------------------------
-
-def uniform_start(K, rng):
-    """The "100 lines" PyTorch implementation's initialisation: u, w, b ~ Uniform(0, 1)."""
-    return {"u": rng.uniform(0, 1, (K, 2)), "w": rng.uniform(0, 1, (K, 2)), "b": rng.uniform(0, 1, K)}
-
 
 def annealing(anneal_steps, seeds=range(10), steps=2000, K=8, batch_size=512):
     """Exact KL of U1 fits from the uniform start, one per seed (fused engine: same numbers, faster)."""

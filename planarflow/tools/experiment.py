@@ -32,8 +32,26 @@ PYTORCH_KL = {("U1", 2): 0.738, ("U1", 8): 0.025, ("U1", 32): 0.029,
            ("U4", 2): 0.632, ("U4", 8): 0.206, ("U4", 32): 0.008}
 
 
-def recipe(K, steps=None, batch_size=None, lr=None):
+RECIPES = ("planarflow", "reference")
+
+
+def uniform_start(K, rng, dim=2):
+    """The "100 lines" PyTorch implementation's initialisation: u, w, b ~ Uniform(0, 1)."""
+    return {"u": rng.uniform(0, 1, (K, dim)), "w": rng.uniform(0, 1, (K, dim)), "b": rng.uniform(0, 1, K)}
+
+
+def reference_recipe(K, steps=None, batch_size=None, lr=None):
+    """The "100 lines" PyTorch implementation's settings, trained in planarflow: u, w, b ~
+    Uniform(0, 1), Adam at a constant learning rate 1e-2, batches of 4096, 20 000 steps,
+    β = 1 throughout (no annealing). Arguments given override it, as for ``recipe``."""
+    return {"steps": 20_000 if steps is None else steps, "batch_size": 4096 if batch_size is None else batch_size,
+            "lr": 1e-2 if lr is None else lr, "lr_final": None, "anneal_steps": 0, "population": None,
+            "keep": None, "start": "uniform"}
+
+
+def recipe(K, steps=None, batch_size=None, lr=None, name="planarflow"):
     """Training settings for a K-layer flow in the demo; arguments given override the recipe.
+    ``name="reference"`` gives the PyTorch implementation's settings (``reference_recipe``).
 
     Deep flows (K > 8): one run of 5000 Adam steps on batches of 1024, the learning rate
     decaying from 3e-2 to 3e-4 (cosine: large steps to travel, small ones to average out the
@@ -63,6 +81,8 @@ def recipe(K, steps=None, batch_size=None, lr=None):
     ``steps`` sets the final run's steps (the populations' scale with it), ``batch_size`` its
     batch, ``lr`` its initial learning rate (the populations' is 5·lr).
     """
+    if name == "reference":
+        return reference_recipe(K, steps, batch_size, lr)
     batch_size = 1024 if batch_size is None else batch_size
     if K > 8:
         steps = 5000 if steps is None else steps
@@ -93,11 +113,11 @@ def stages(rec):
     return text + str(rec["steps"])
 
 
-def recipe_summary(Ks=range(1, 65)):
+def recipe_summary(Ks=range(1, 65), name="planarflow"):
     """One line per range of K that shares a recipe's shape: stages, learning rates, annealing."""
     lines, previous = [], None
     for K in Ks:
-        rec = recipe(K)
+        rec = recipe(K, name=name)
         key = (stages(rec), rec["lr"], rec["lr_final"], rec["batch_size"], rec["anneal_steps"],
                rec.get("population_lr"))
         if previous is not None and key == previous[1]:
@@ -108,7 +128,8 @@ def recipe_summary(Ks=range(1, 65)):
     out = []
     for (lo, hi), (st, lr, lr_final, batch, anneal, pop_lr) in lines:
         ks = f"K = {lo}" if lo == hi else f"K = {lo}–{hi}"
-        text = f"{ks}: steps {st}, final run lr {lr:g} → {lr_final:g}, batch {batch}"
+        text = f"{ks}: steps {st}, final run lr {lr:g}" + (f" → {lr_final:g}" if lr_final else " constant")
+        text += f", batch {batch}"
         text += f", candidates' lr {pop_lr:g}" if pop_lr else ""
         text += f", β annealed over {anneal} steps" if anneal else ""
         out.append(text)
@@ -125,8 +146,9 @@ def check_job(job, dim=2):
 
 def make_jobs(targets=TARGETS, Ks=KS, seed=0, steps=None, batch_size=None, lr=None,
               grid_n=200, kl_samples=100_000, box=4.0, wall=0.2, layers_target=None, layers_grid_n=120,
-              engine="fused"):
-    """One job per (target, K); each gets its own seed, derived from (seed, target, K).
+              engine="fused", recipe_name="planarflow"):
+    """One job per (target, K); each gets its own seed, derived from (seed, target, K) (and the
+    recipe, for any recipe but planarflow's).
 
     The job of ``layers_target`` with the largest K also records the density after each number
     of layers (for the layer-by-layer pictures), on a layers_grid_n² grid.
@@ -134,8 +156,9 @@ def make_jobs(targets=TARGETS, Ks=KS, seed=0, steps=None, batch_size=None, lr=No
     jobs = []
     for K in Ks:
         for name in targets:
-            job = dict(recipe(K, steps, batch_size, lr), name=name, K=K, box=box, wall=wall,
-                       seed=[seed, TARGETS.index(name), K], grid_n=grid_n, kl_samples=kl_samples,
+            job = dict(recipe(K, steps, batch_size, lr, recipe_name), name=name, K=K, box=box, wall=wall,
+                       seed=[seed, TARGETS.index(name), K] + ([RECIPES.index(recipe_name)] if recipe_name != "planarflow" else []),
+                       grid_n=grid_n, kl_samples=kl_samples, recipe=recipe_name,
                        layers=(name == layers_target and K == max(Ks)), layers_grid_n=layers_grid_n,
                        engine=engine)
             jobs.append(job)
@@ -179,6 +202,8 @@ def run_job(job, report=None):
 
     start = time.perf_counter()
     params, curve_loss, curve_beta, diverged = None, [], [], None
+    if job.get("start") == "uniform":
+        params = uniform_start(job["K"], rng)
     try:
         if job["population"]:                # shallow flows: keep the best of a population
             members, pop = fit(target, job["K"], first, job["population_batch"], lr=job["population_lr"],
