@@ -14,8 +14,8 @@ import sys
 import time
 
 from planarflow import save
-from planarflow.tools.experiment import (KS, TARGETS, WorkerFailed, check_job, make_jobs, recipe_summary,
-                                         run_jobs, stages, true_densities)
+from planarflow.tools.experiment import (KS, RECIPES, TARGETS, WorkerFailed, check_job, make_jobs,
+                                         recipe_summary, run_jobs, stages, true_densities)
 from planarflow.tools.io import check_output_path
 from planarflow.tools.training import MAX_STEPS
 
@@ -79,9 +79,11 @@ def outputs(out):
 
 def parse_args(argv=None):
     summary = "\n  ".join(recipe_summary())
+    reference = "\n  ".join(recipe_summary(name="reference"))
     p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                epilog=f"The recipe for each K (planarflow.tools.experiment.recipe):\n  {summary}\n"
-                      "A step of the candidates' stages trains all candidates at once (populations).")
+                      "A step of the candidates' stages trains all candidates at once (populations).\n"
+                      f"--recipe reference, for every K (u, w, b ~ Uniform(0, 1), no annealing):\n  {reference}")
     p.add_argument("--targets", nargs="+", type=target_name, default=list(TARGETS), metavar="U",
                    help="targets to fit (default: U1 U2 U3 U4)")
     p.add_argument("--K", nargs="+", type=bounded_int(1, MAX_K), default=list(KS), metavar="K",
@@ -103,6 +105,10 @@ def parse_args(argv=None):
     p.add_argument("--layers-target", type=target_name, metavar="U",
                    help="target whose deepest flow is drawn layer by layer; one of --targets "
                         "(default: the first of --targets)")
+    p.add_argument("--recipe", choices=RECIPES, default="planarflow",
+                   help="planarflow (default): the recipe below; reference: the \"100 lines\" PyTorch "
+                        "implementation's settings — u, w, b ~ Uniform(0, 1), Adam at 1e-2, batches of "
+                        "4096, 20 000 steps, no annealing — run in planarflow (several minutes)")
     p.add_argument("--engine", choices=("fused", "reference"), default="fused",
                    help="fused (default): the fast engine; reference: every step through "
                         "planarflow/reference.py, the code you read and edit — the same numbers to "
@@ -150,7 +156,7 @@ def jobs_for(args):
                      batch_size=args.batch_size or quick.get("batch_size"), lr=args.lr,
                      grid_n=quick.get("grid_n", 200), kl_samples=quick.get("kl_samples", 100_000),
                      layers_target=args.layers_target, layers_grid_n=quick.get("layers_grid_n", 100),
-                     engine=args.engine)
+                     engine=args.engine, recipe_name=args.recipe)
 
 
 def say(text=""):
@@ -169,7 +175,8 @@ def run(args):
     jobs, files = args.jobs, outputs(args.out)
     n_proc = min(args.workers, len(jobs))
     say(f"Fitting {plural(len(jobs), 'planar flow')} ({', '.join(args.targets)} × K = "
-        f"{', '.join(map(str, args.K))}) on {plural(n_proc, 'process')}, engine {args.engine} ...")
+        f"{', '.join(map(str, args.K))}) on {plural(n_proc, 'process')}, {args.recipe} recipe, "
+        f"{args.engine} engine ...")
     start = time.perf_counter()
     written = [files["figure"], files["training"]]
 
@@ -185,13 +192,13 @@ def run(args):
     results = run_jobs(jobs, workers=args.workers, on_result=draw_layers)
 
     say()
-    say("target   K                   steps   final loss   floor −log Z   KL (nats)          ESS/n   seconds")
+    say("target   K                   steps   final loss   floor −log Z   KL (nats)          ESS/n     k̂   seconds")
     for job, r in zip(jobs, results):
         tail = r["history"]["loss"][-max(1, len(r["history"]["loss"]) // 50):]
         note = "" if r["diverged"] is None else f"   diverged at step {r['diverged']}: last valid parameters"
         say(f"{r['name']:>6} {r['K']:3d} {stages(job):>23}   {tail.mean() if tail.size else float('nan'):+10.4f}"
-            f"   {-r['log_z']:+12.4f}   {r['kl']:.4f} ± {r['stderr']:.4f}   {r['ess']:6.3f}   "
-            f"{r['seconds']:7.1f}{note}")
+            f"   {-r['log_z']:+12.4f}   {r['kl']:.4f} ± {r['stderr']:.4f}   {r['ess']:6.3f}  {r['k_hat']:5.2f}"
+            f"   {r['seconds']:7.1f}{note}")
 
     truth = true_densities(args.targets, grid_n=jobs[0]["grid_n"])
     rows = [{"name": name, "true": truth[name],
@@ -221,6 +228,9 @@ How to read the table:
                  error); 0 would be a perfect fit. More layers should give a smaller KL.
   ESS/n          effective sample size of importance weights p/q, as a fraction of n: 1 for a
                  perfect fit, small when q misses mass that p has.
+  k̂              the Pareto shape of the largest weights (PSIS): below 0.7 importance sampling
+                 with this flow is reliable and ESS/n means what it says; above 0.7 neither is
+                 (a few huge weights decide them, and another sample gives other numbers).
   seconds        training time of the fit (scoring and drawing not included).""")
     return 0
 

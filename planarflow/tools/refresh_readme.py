@@ -21,7 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 COMMANDS = {
     "demo": ["python", "demo.py", "--out", "docs/figure3.png"],
     "benchmark": ["python", "-m", "planarflow.benchmark"],
-    "seeds": ["python", "-m", "planarflow.experiment", "--seeds", "0", "1", "2"],
+    "kl-vs-k": ["python", "-m", "planarflow.experiment", "--kl-vs-k", "--recipe", "planarflow", "reference",
+                "--seeds", "0", "1", "2", "--out", "docs/kl_vs_k.png"],
     "exercises": ["python", "-m", "planarflow.exercises"],
 }
 
