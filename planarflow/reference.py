@@ -326,6 +326,8 @@ if __name__ == "__main__":
             print(f"step {t + 1:5d}   β = {beta:.2f}   loss (mean of the last 250) = "
                   f"{np.mean(losses[-250:]):+.4f}   floor −log Z = {-LOG_Z:+.4f}")
 
+    print(f"While β < 1 the loss is that of the flattened target e^(−β·U), whose floor lies lower; "
+          f"from step {ANNEAL} on (β = 1) it approaches −log Z from above.")
     params = fit(target, K, STEPS, BATCH, lr=LR, anneal_steps=ANNEAL, rng=0, lr_final=LR_FINAL,
                  callback=report)
     z0 = np.random.default_rng(1).standard_normal((100_000, 2))
