@@ -1,6 +1,6 @@
 """Reproduce Figure 3 of Rezende & Mohamed (2015): planar flows fitted to U1–U4 by reverse KL.
 
-    python demo.py              # all 12 fits (U1–U4 × K = 2, 8, 32), about a minute on 2 cores
+    python demo.py              # all 12 fits (U1–U4 × K = 2, 8, 32), under a minute on 2 cores
     python demo.py --quick      # a smoke run of a few seconds
     python demo.py --help       # every flag
 
@@ -89,7 +89,7 @@ def parse_args(argv=None):
     p.add_argument("--K", nargs="+", type=bounded_int(1, MAX_K), default=list(KS), metavar="K",
                    help=f"numbers of layers, 1 to {MAX_K} (default: 2 8 32)")
     p.add_argument("--steps", type=bounded_int(1, MAX_STEPS),
-                   help="Adam steps of each fit's final run (default: the recipe's, below); for K ≤ 8 "
+                   help="Adam steps of each fit's final run (default: the recipe's, below); for K ≤ 16 "
                         "the candidates' stages scale with it")
     p.add_argument("--batch-size", type=bounded_int(1, 10 ** 7),
                    help="samples per step of the final run (default: 1024; candidates use at most 256)")

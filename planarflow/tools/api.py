@@ -389,8 +389,11 @@ def numerical_gradient(f, x, h=1e-5):
 
 def rel_error(a, b):
     """max|a − b| / max(1e-8, max(|a| + |b|)) of two arrays of the same shape (gradcheck.rel_error)."""
-    a = as_array(a, "a", finite=False, max_abs=None) if not isinstance(a, np.ndarray) or a.dtype != np.longdouble else a
-    b = as_array(b, "b", finite=False, max_abs=None) if not isinstance(b, np.ndarray) or b.dtype != np.longdouble else b
+    def real(x, name):       # np.longdouble kept as it is: gradcheck.rel_error computes in it
+        extended = isinstance(x, np.ndarray) and x.dtype == np.longdouble
+        return x if extended else as_array(x, name, finite=False, max_abs=None)
+
+    a, b = real(a, "a"), real(b, "b")
     if a.shape != b.shape and not (a.size == b.size == 1):
         raise ValueError(f"a, b: expected arrays of the same shape, got {a.shape} and {b.shape}")
     if a.size == 0:

@@ -141,7 +141,7 @@ def main(argv=None):
           f"{np.median(e):.2f} µs, 10th percentile {np.percentile(e, 10):.2f}, 90th {np.percentile(e, 90):.2f}")
 
     print("\nA population (fit(..., population=P): P flows in one fused step, as the demo's recipe")
-    print("trains K ≤ 8), P × 256 samples, against P separate steps of one flow at batch 256:")
+    print("trains K ≤ 16), P × 256 samples, against P separate steps of one flow at batch 256:")
     for K, P in ((2, 32), (2, 8), (8, 16)):
         t = np.median(step_times(K, 256, steps=args.steps // 2, population=P)) * 1e3
         print(f"  K = {K}, P = {P}: {t:.3f} ms per step = {t / med[Ks.index(K), 0]:.1f} single steps "
