@@ -230,23 +230,40 @@ def fused_backward(dzK, dlogdet, cache):
     return Gz, du_hat, dsp, dw, GA.sum(axis=2)
 
 
+def base_members(params, zK):
+    """reference.base_forward for each member: x = μ + L·z_K with L = diag(σ) + lower (P, d, d).
+    Returns x (P, N, d), the log-dets Σᵢ log σᵢ (P,) and L."""
+    d = zK.shape[2]
+    L = np.tril(params["lower"], -1) + np.exp(params["log_sigma"])[:, :, None] * np.eye(d)
+    return params["mu"][:, None, :] + np.matmul(zK, L.transpose(0, 2, 1)), params["log_sigma"].sum(axis=1), L
+
+
 def reverse_kl_members(params, z0, target, beta, ws=None):
-    """reference.reverse_kl for each of P flows: params u, w (P, K, d), b (P, K); z0 (P, N, d).
+    """reference.reverse_kl for each of P flows: params u, w (P, K, d), b (P, K) — and, with a
+    learnable base, mu (P, d), log_sigma (P, d), lower (P, d, d); z0 (P, N, d).
 
     Returns the losses (P,) and a dict of gradients shaped like params; the gradient of member
     p depends on member p only. The target sees all members' points at once, (P·N, d), through
-    ``energy_and_grad`` when it has one (one call instead of two). ``ws`` is the engine's
-    Workspace, kept by the training loop from step to step.
+    ``energy_and_grad`` (one call instead of two). ``ws`` is the engine's Workspace, kept by the
+    training loop from step to step.
     """
     P, N, d = z0.shape
     u_hat, sp, uh_cache = reference.u_hat_forward(params["u"], params["w"])      # (P, K, d), (P, K)
     zK, sum_logdet, cache = fused_forward(z0, u_hat, sp, params["w"], params["b"], ws)
-    both = getattr(target, "energy_and_grad", None)
-    z = zK.reshape(P * N, d)
-    U, gU = both(z) if both is not None else (target.energy(z), target.grad(z))
+    x = zK
+    if "mu" in params:                                   # the learnable base (reference.py §5)
+        x, base_logdet, L = base_members(params, zK)
+        sum_logdet = sum_logdet + base_logdet[:, None]
+    U, gU = target.energy_and_grad(x.reshape(P * N, d))
     # the batch mean of each member's terms, as sums / N (np.mean costs several sums here)
     losses = (reference.std_normal_log_density(z0) - sum_logdet + beta * U.reshape(P, N)).sum(axis=1) / N
-    dzK = (beta / N) * gU.reshape(P, N, d)               # ∂L/∂z_K                   (P, N, d)
-    _, du_hat, dsp, dw, db = fused_backward(dzK, -1.0 / N, cache)     # ∂L/∂log D_k = −1/N
+    dx = (beta / N) * gU.reshape(P, N, d)                # ∂L/∂x                     (P, N, d)
+    grads = {}
+    if "mu" in params:                                   # reference.base_backward, per member
+        dL = np.matmul(dx.transpose(0, 2, 1), zK)        # gxᵀ·z_K                   (P, d, d)
+        grads = {"mu": dx.sum(axis=1), "log_sigma": np.diagonal(dL, axis1=1, axis2=2) * np.exp(params["log_sigma"]) - 1.0,
+                 "lower": np.tril(dL, -1)}               # (Σₙ ∂L/∂log det = N·(−1/N) = −1)
+        dx = np.matmul(dx, L)
+    _, du_hat, dsp, dw, db = fused_backward(dx, -1.0 / N, cache)     # ∂L/∂log D_k = −1/N
     du, dw_uh = reference.u_hat_backward(du_hat, dsp, uh_cache)
-    return losses, {"u": du, "w": dw + dw_uh, "b": db}
+    return losses, dict(grads, u=du, w=dw + dw_uh, b=db)

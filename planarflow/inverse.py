@@ -16,8 +16,9 @@ Newton converges quadratically. Then
 
     z = y − û·tanh(α + b).
 
-Undoing the K layers in reverse order gives z₀, and pushing z₀ forward through the reference
-flow gives log q_K(y) = log q₀(z₀) − Σ_k log D_k exactly as ``sample`` computes it.
+Undoing the K layers in reverse order gives z₀ (after undoing a learnable base x = μ + L·z, if
+the flow has one, by solving the triangular system L·z = x − μ), and pushing z₀ forward through
+the reference flow gives log q_K(y) = log q₀(z₀) − Σ_k log D_k exactly as ``sample`` computes it.
 """
 
 import numpy as np
@@ -72,9 +73,12 @@ def solve_alpha(wty, s, sp, b):
 
 def inverse(params, y):
     """The z₀ with flow_forward(params, z₀) = y, for every row of y (N, d); returns (N, d)."""
+    z = y
+    if "mu" in params:                       # undo the base x = μ + L·z first: z = L⁻¹(x − μ)
+        L = np.diag(np.exp(params["log_sigma"])) + np.tril(params["lower"], -1)
+        z = np.linalg.solve(L, (y - params["mu"]).T).T
     u_hat, sp, _ = reference.u_hat_forward(params["u"], params["w"])       # (K, d), (K,)
     w, b = params["w"], params["b"]
-    z = y
     for k in reversed(range(w.shape[0])):                         # undo layer k + 1 = K..1
         alpha = solve_alpha(z @ w[k], sp[k] - 1.0, sp[k], b[k])   # wᵀz of the layer's input
         z = z - np.tanh(alpha + b[k])[:, None] * u_hat[k]
@@ -82,7 +86,7 @@ def inverse(params, y):
 
 
 def log_prob(params, y):
-    """Exact log q_K(y) at any points y (N, d): log q₀(z₀) − Σ_k log D_k with z₀ = inverse(y)."""
+    """Exact log q_K(y) at any points y (N, d): log q₀(z₀) − Σ log-dets with z₀ = inverse(y)."""
     z0 = inverse(params, y)
     _, sum_logdet, _ = reference.flow_forward(params, z0)
     return reference.std_normal_log_density(z0) - sum_logdet

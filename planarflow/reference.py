@@ -143,30 +143,37 @@ def planar_backward(dy, dlogdet, cache):
 #       z₀ ~ q₀ = N(0, I),   z_k = f_k(z_{k−1}),  k = 1..K
 #       log q_K(z_K) = log q₀(z₀) − Σ_k log D_k          (change of variables, layer by layer)
 #
-#   Parameters: a dict of arrays u (K, d), w (K, d), b (K,). Backward undoes the layers in
-#   reverse order; every log D_k enters the loss through the same sum, so each layer receives
+#   Parameters: a dict of arrays u (K, d), w (K, d), b (K,) — and, for a learnable base
+#   (section 5), mu (d,), log_sigma (d,), lower (d, d), applied after the layers. Backward undoes
+#   them in reverse order; every log-det enters the loss through the same sum, so each receives
 #   the same ∂L/∂log D.
 
 
 def flow_forward(params, z0):
-    """z0 (N, d) -> z_K (N, d), Σ_k log D_k (N,), the K layer caches."""
-    z, sum_logdet, caches = z0, np.zeros(z0.shape[0]), []
+    """z0 (N, d) -> z_K (N, d), Σ log-dets (N,), caches: (the K layers' caches, the base's or None)."""
+    z, sum_logdet, caches, base_cache = z0, np.zeros(z0.shape[0]), [], None
     for u, w, b in zip(params["u"], params["w"], params["b"]):
         z, logdet, cache = planar_forward(z, u, w, b)
         sum_logdet = sum_logdet + logdet
         caches.append(cache)
-    return z, sum_logdet, caches
+    if "mu" in params:                               # the learnable base, after the layers
+        z, logdet, base_cache = base_forward(z, params["mu"], params["log_sigma"], params["lower"])
+        sum_logdet = sum_logdet + logdet
+    return z, sum_logdet, (caches, base_cache)
 
 
 def flow_backward(dzK, dsum_logdet, caches):
-    """dzK (N, d), dsum_logdet (N,) -> dz0 (N, d), grads {u (K, d), w (K, d), b (K,)}."""
-    dz, du, dw, db = dzK, [], [], []
+    """dzK (N, d), dsum_logdet (N,) -> dz0 (N, d), grads shaped like params."""
+    (caches, base_cache), dz, grads = caches, dzK, {}
+    if base_cache is not None:
+        dz, grads["mu"], grads["log_sigma"], grads["lower"] = base_backward(dz, dsum_logdet, base_cache)
+    du, dw, db = [], [], []
     for cache in reversed(caches):
         dz, du_k, dw_k, db_k = planar_backward(dz, dsum_logdet, cache)
         du.append(du_k)
         dw.append(dw_k)
         db.append(db_k)
-    return dz, {"u": np.array(du[::-1]), "w": np.array(dw[::-1]), "b": np.array(db[::-1])}
+    return dz, dict(grads, u=np.array(du[::-1]), w=np.array(dw[::-1]), b=np.array(db[::-1]))
 
 
 def sample(params, n, rng=None):
@@ -184,17 +191,50 @@ def sample(params, n, rng=None):
 IDENTITY_WTU = float(np.log(np.e - 1.0))
 
 
-def init_params(K, dim=2, rng=None, u_scale=0.1, b_scale=1.0):
-    """Raw parameters of K layers near the identity map: u, w (K, dim), b (K,)."""
+def init_params(K, dim=2, rng=None, u_scale=0.1, b_scale=1.0, base=False):
+    """Raw parameters of K layers near the identity map: u, w (K, dim), b (K,); with base=True
+    also the learnable base at N(0, I): mu = 0, log_sigma = 0, lower = 0 (section 5)."""
     rng = np.random.default_rng(rng)
     w = rng.standard_normal((K, dim))
     w /= np.linalg.norm(w, axis=1, keepdims=True)
     b = b_scale * rng.standard_normal(K)
     u = IDENTITY_WTU * w + u_scale * rng.standard_normal((K, dim))
-    return {"u": u, "w": w, "b": b}
+    if not base:
+        return {"u": u, "w": w, "b": b}
+    return {"u": u, "w": w, "b": b, "mu": np.zeros(dim), "log_sigma": np.zeros(dim), "lower": np.zeros((dim, dim))}
 
 
-# %% 5. A target: U₁ of the paper's Table 1, a ring with two lobes
+# %% 5. The learnable base: a location–scale layer   (the paper's q₀ = N(μ, diag σ²), with a full L)
+#
+#       x = μ + L·z,    L = diag(σ) + lower,   σ = e^{log σ} > 0,  lower strictly below the diagonal
+#       log|det ∂x/∂z| = log det L = Σᵢ log σᵢ      (L is triangular: det = product of its diagonal)
+#
+#   so log q(x) = log q_K(z) − Σᵢ log σᵢ. The paper draws z₀ from N(μ, diag σ²) and then applies
+#   the layers. We apply the affine map after them: the planar layers then work in units of the
+#   target's own spread, where Adam's steps of about lr have the right size whatever the target's
+#   units (a regression coefficient in dollars, a slope known to 10⁻³); the base carries location,
+#   scale and correlation. A full triangular L, not only diag σ, because posteriors correlate
+#   (−0.99 between an intercept and a slope on an uncentred predictor) and planar layers, each a
+#   bounded shift along one direction, cannot shear the whole space. Backward, with gx = ∂L/∂x:
+#
+#       ∂L/∂z = gx·L     ∂L/∂μ = Σₙ gx     ∂L/∂L = gxᵀ·z  (d, d), whose lower triangle is used:
+#       ∂L/∂lower = its strictly lower part,   ∂L/∂log σᵢ = (gxᵀ·z)ᵢᵢ·σᵢ + Σₙ ∂L/∂log det
+
+
+def base_forward(z, mu, log_sigma, lower):
+    """z (N, d), mu (d,), log_sigma (d,), lower (d, d) -> x (N, d), log det L, cache."""
+    L = np.diag(np.exp(log_sigma)) + np.tril(lower, -1)
+    return mu + z @ L.T, log_sigma.sum(), (z, L, np.exp(log_sigma))
+
+
+def base_backward(dx, dlogdet, cache):
+    """dx (N, d), dlogdet (N,) -> dz (N, d), dmu (d,), dlog_sigma (d,), dlower (d, d)."""
+    z, L, sigma = cache
+    dL = dx.T @ z
+    return dx @ L, dx.sum(axis=0), np.diag(dL) * sigma + dlogdet.sum(), np.tril(dL, -1)
+
+
+# %% 6. A target: U₁ of the paper's Table 1, a ring with two lobes
 #
 #       U₁(z) = ½((‖z‖ − 2)/0.4)² − log(e^{e₁} + e^{e₂}),   e₁,₂ = −½((z₁ ∓ 2)/0.6)²
 #       ∇U₁ = (‖z‖ − 2)/0.4² · z/‖z‖ − (p₁·∇e₁ + p₂·∇e₂),   ∇eᵢ = (−(z₁ ∓ 2)/0.6², 0)
@@ -225,7 +265,7 @@ def u1(z):
     return U, np.stack([c * z1 + (p1 * (z1 - 2.0) + p2 * (z1 + 2.0)) / 0.36, c * z2], axis=1)
 
 
-# %% 6. The objective: reverse KL, the variational free energy   (eq. 15)
+# %% 7. The objective: reverse KL, the variational free energy   (eq. 15)
 #
 #       F(θ) = E_{z₀~q₀}[ log q_K(z_K) + β·U(z_K) ] = E_{z₀}[ log q₀(z₀) − Σ_k log D_k + β·U(z_K) ]
 #
@@ -247,7 +287,7 @@ def reverse_kl(params, z0, target, beta=1.0):
     return float(loss), grads
 
 
-# %% 7. Adam   (Kingma & Ba 2015)
+# %% 8. Adam   (Kingma & Ba 2015)
 #
 #       t ← t + 1
 #       m ← β₁·m + (1 − β₁)·g          a running mean of the gradient
@@ -276,7 +316,7 @@ class Adam:
             params[key] -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
-# %% 8. Training: fresh noise every step, annealing, Adam
+# %% 9. Training: fresh noise every step, annealing, Adam
 #
 #   β_t = min(1, 0.01 + t/T) over the first T = anneal_steps steps (the paper's §6.1): the
 #   flattened target e^{−β·U} lets the flow spread over every mode before it commits to U.
@@ -294,24 +334,28 @@ def lr_schedule(t, steps, lr, lr_final):
     return lr_final + 0.5 * (lr - lr_final) * (1.0 + np.cos(np.pi * t / (steps - 1)))
 
 
-def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=0, rng=None, lr_final=None,
-        dim=2, callback=None):
-    """Fit K planar layers to target; returns the parameters. callback(t, loss, beta) each step."""
+def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=0, rng=None, lr_final=None, dim=2,
+        callback=None, params=None, gradient=None, adam=None, start=0, shape=None):
+    """Fit K planar layers to target; returns the parameters. callback(t, loss, beta) each step.
+
+    planarflow.fit runs this very loop, through the last five arguments: params (where to start),
+    gradient (the loss and its gradient: reverse_kl unless given), adam and start (to continue a
+    run), shape (of each step's noise: (P, N, d) for P flows at once). A callback may raise to stop."""
     rng = np.random.default_rng(rng)
-    params = init_params(K, dim, rng)
-    adam = Adam(lr)
-    for t in range(steps):
+    params = init_params(K, dim, rng) if params is None else params
+    adam = Adam(lr) if adam is None else adam
+    for t in range(start, steps):
         beta = beta_schedule(t, anneal_steps)
         adam.lr = lr_schedule(t, steps, lr, lr_final)
-        z0 = rng.standard_normal((batch_size, dim))              # fresh noise every step
-        loss, grads = reverse_kl(params, z0, target, beta)
+        z0 = rng.standard_normal(shape or (batch_size, dim))            # fresh noise every step
+        loss, grads = (gradient or reverse_kl)(params, z0, target, beta)
         adam.step(params, grads)
         if callback is not None:
             callback(t, loss, beta)
     return params
 
 
-# %% 9. Run it: U₁ with 16 layers (about ten seconds)
+# %% 10. Run it: U₁ with 16 layers (about ten seconds)
 if __name__ == "__main__":
     from types import SimpleNamespace
 

@@ -104,17 +104,38 @@ def test_beta_must_lie_in_zero_one(beta):
         pf.reverse_kl(GOOD, Z, T, beta=beta)
 
 
-def test_targets_must_have_energy_and_grad():
-    class NoGrad:
+def test_targets_must_have_a_callable_energy():
+    class NotCallable:
+        dim = 2
+        energy = 3
+
+    class GradNotCallable:
+        dim = 2
+        grad = 1
+
         def energy(self, z):
             return np.zeros(len(z))
 
     for fn in [lambda t: pf.reverse_kl(GOOD, Z, t), lambda t: pf.fit(t, 2, 5, 8, progress=False),
                lambda t: pf.kl_divergence(GOOD, t, 10, log_z=0.0), lambda t: pf.importance_log_z(GOOD, t, 10),
                lambda t: pf.log_partition(t)]:
-        for bad in [NoGrad(), object(), None, "U1"]:
+        for bad in [NotCallable(), GradNotCallable(), object(), None, "U1"]:
             with pytest.raises(TypeError, match="target"):
                 fn(bad)
+
+
+def test_a_target_without_dim_is_refused_by_fit_never_given_a_2d_flow():
+    class NoDim:
+        def energy(self, z):
+            return 0.5 * (z * z).sum(axis=1)
+
+        def grad(self, z):
+            return z
+
+    with pytest.raises(ValueError, match="dim"):
+        pf.fit(NoDim(), 2, 5, 8, progress=False)
+    params, _ = pf.fit(NoDim(), 2, 5, 8, progress=False, dim=5, rng=0)    # stated: fine
+    assert params["u"].shape == (2, 5)
 
 
 def test_a_target_returning_wrong_shapes_is_reported():

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import diagnostics, gradcheck, inverse as inverse_module, reference, targets
 from .validation import (MAX_ENTRIES, CheckedTarget, as_array, as_float, as_int, check_params,
-                         check_points, check_size, check_target, make_rng)
+                         check_points, check_size, make_rng, require_target, target_dim)
 
 CHUNK = 8192                    # points per call of the plain functions that keep caches
 MAX_SAMPLES = 10 ** 9           # kl_divergence, importance_log_z: n (memory stays bounded)
@@ -174,6 +174,7 @@ class PaperTarget:
     """
 
     dim = 2
+    paper_figure = True          # fit's start="auto" starts it at N(0, I), as the paper does
 
     def __init__(self, name, box=4.0, wall=0.2):
         if not isinstance(name, str) or name not in TARGET_NAMES:
@@ -275,7 +276,7 @@ def log_partition(target, limit=None, spacing=0.02):
     has risen by ½·15² = 112 nats there) and 8 otherwise. Raises ValueError for a target that is
     not 2-D, a grid too coarse for the density, or a density that has not vanished at its edge —
     each message says what to pass instead."""
-    check_target(target)
+    require_target(target)
     dim = getattr(target, "dim", None)
     if dim != 2:
         raise ValueError(f"target: log_partition integrates on a 2-D grid; this target's dimension "

@@ -12,8 +12,9 @@ Every file planarflow writes — flows, checkpoints, the demo's figures — goes
 nothing there, one the user may write), the data goes to a temporary file beside it which then
 replaces the path in one step (os.replace), so an interrupted write leaves the old file or the
 new one, never half of one. New files get the mode ``open()`` would give them (0666 minus the
-umask, as np.save); a replaced file keeps its mode. Temporaries are named after the path and
-the writing process, and those of processes that died before finishing are removed.
+umask, as np.save); a replaced file keeps its mode. Temporaries are named after the path (cut
+to 100 characters), the writing process and thread and a random tag, and those of processes that
+died before finishing are removed.
 """
 
 import contextlib
@@ -22,11 +23,12 @@ import glob
 import json
 import os
 import stat
+import threading
 import zipfile
 
 import numpy as np
 
-from .validation import PARAM_KEYS, check_params, describe
+from .validation import BASE_KEYS, PARAM_KEYS, check_params, describe, param_keys
 
 MAX_MEMBER_ENTRIES = 10_000_000   # refuse to read any array larger than this many numbers
 MAX_FILE_BYTES = 2 ** 31          # refuse larger files outright
@@ -45,6 +47,8 @@ def check_path(path, name="path"):
         raise TypeError(f"{name}: expected a file path, got {describe(path)}")
     if not path:
         raise ValueError(f"{name}: expected a file path, got an empty string")
+    if path.endswith(("/", os.sep)):
+        raise ValueError(f"{name}: expected a file path, got {path!r}, which names a folder")
     if "\0" in path:
         raise ValueError(f"{name}: the path {path!r} contains a NUL byte")
     return path
@@ -95,10 +99,20 @@ def _pid_alive(pid):
     return True
 
 
+TMP_PREFIX = 100        # characters of the file's name kept in its temporary's name
+
+
+def _tmp_prefix(base):
+    """The start of the temporaries' names for the file ``base``: ``.{base}.`` with base cut to
+    TMP_PREFIX characters, so that a temporary's name stays within the 255-byte limit."""
+    return "." + base[:TMP_PREFIX] + "."
+
+
 def _sweep(folder, base):
-    """Remove temporaries ``.{base}.{pid}.tmp*`` left by processes that no longer exist."""
-    for tmp in glob.glob(os.path.join(glob.escape(folder), "." + glob.escape(base) + ".*.tmp*")):
-        pid = os.path.basename(tmp)[len(base) + 2:].split(".", 1)[0]
+    """Remove temporaries ``.{base}.{pid}.….tmp*`` left by processes that no longer exist."""
+    prefix = _tmp_prefix(base)
+    for tmp in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*.tmp*")):
+        pid = os.path.basename(tmp)[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.remove(tmp)
@@ -109,15 +123,17 @@ def atomic_output(path, name="path"):
     """``with atomic_output(path) as tmp:`` write the whole file to ``tmp``; on leaving the block
     it replaces ``path`` in one step (or, on any exception, is removed). ``tmp`` ends with the
     path's own extension, so writers that choose a format by extension choose the right one.
+    The temporary's name is unique to the process, the thread and the call, so writers of one
+    path never share one: concurrent writers leave exactly one complete file, the last to finish.
     Every OSError raised names ``path``."""
     path = check_output_path(path, name)
     target = os.path.realpath(path)                      # a symlink: write the file it points to
     folder, base = os.path.split(target)
     _sweep(folder, base)
-    tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp{os.path.splitext(base)[1]}")
+    ext = os.path.splitext(base)[1]
+    unique = f"{os.getpid()}.{threading.get_ident():x}.{os.urandom(4).hex()}"
+    tmp = os.path.join(folder, f"{_tmp_prefix(base)}{unique}.tmp{ext if len(ext) <= 16 else ''}")
     try:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)                                   # our own, from an earlier failure
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # the umask applies
         try:
             if os.path.exists(target):
@@ -216,10 +232,15 @@ def _check_zip_directory(f, path, expected):
     f.seek(0)
 
 
-def _read_npz(path, expected, name="path"):
-    """Read exactly the arrays of ``expected`` (name -> dtype) from the .npz at ``path``."""
+def _read_npz(path, expected, name="path", optional=None):
+    """Read exactly the arrays of ``expected`` (name -> dtype) from the .npz at ``path``, and
+    those of ``optional`` it holds (each group of ``optional`` all or none: a tuple of dicts)."""
+    optional = optional or ()
+    allowed = dict(expected)
+    for group in optional:
+        allowed.update(group)
     with _open_regular(path, name) as f:
-        _check_zip_directory(f, path, expected)
+        _check_zip_directory(f, path, allowed)
         try:
             zf = zipfile.ZipFile(f)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
@@ -227,14 +248,15 @@ def _read_npz(path, expected, name="path"):
         with zf:
             infos = zf.infolist()
             names = [i.filename for i in infos]
-            if len(names) > 4 * len(expected) or len(set(names)) != len(names) \
+            if len(names) > 4 * len(allowed) or len(set(names)) != len(names) \
                     or not all(n.endswith(".npy") for n in names):
                 raise ValueError(f"{path}: expected only .npy members, each once; found {names[:20]}")
             found = {n[:-4] for n in names}
-            if found != set(expected):
-                missing = sorted(set(expected) - found)
-                extra = sorted(found - set(expected))
-                raise ValueError(f"{path}: expected exactly the arrays {list(expected)}"
+            want = set(expected).union(*(set(g) for g in optional if found & set(g)))
+            if found != want:
+                missing = sorted(want - found)
+                extra = sorted(found - want)
+                raise ValueError(f"{path}: expected exactly the arrays {sorted(want)}"
                                  + (f"; missing {missing}" if missing else "")
                                  + (f"; unexpected {extra}" if extra else ""))
             out = {}
@@ -242,7 +264,7 @@ def _read_npz(path, expected, name="path"):
                 if info.file_size > MAX_MEMBER_ENTRIES * 8 + 4096:
                     raise ValueError(f"{path}: member {info.filename!r} is implausibly large ({info.file_size} bytes)")
                 try:
-                    out[info.filename[:-4]] = _read_member(zf, info, path, expected[info.filename[:-4]])
+                    out[info.filename[:-4]] = _read_member(zf, info, path, allowed[info.filename[:-4]])
                 except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError,
                         RuntimeError) as exc:
                     raise ValueError(f"{path}: member {info.filename!r} cannot be read: {exc}") from None
@@ -250,7 +272,8 @@ def _read_npz(path, expected, name="path"):
 
 
 def save(path, params):
-    """Write ``params`` to ``path`` (exactly that name) as an .npz holding u, w and b.
+    """Write ``params`` to ``path`` (exactly that name) as an .npz holding u, w and b (and the
+    learnable base's mu, log_sigma and lower, when the flow has one).
 
     Refuses parameters that ``load`` would refuse (wrong keys or shapes, NaN/inf, outside the
     domain) and paths it should not write (see ``check_output_path``), before writing anything.
@@ -258,18 +281,19 @@ def save(path, params):
     """
     path = check_output_path(path)
     params, _, _ = check_params(params)
-    _save_npz(path, {k: np.ascontiguousarray(params[k], dtype=np.float64) for k in PARAM_KEYS}, "path")
+    _save_npz(path, {k: np.ascontiguousarray(params[k], dtype=np.float64) for k in param_keys(params)}, "path")
 
 
 def load(path):
-    """Read a flow written by ``save``: a dict of float64 arrays u (K, d), w (K, d), b (K,).
+    """Read a flow written by ``save``: a dict of float64 arrays u (K, d), w (K, d), b (K,) — and
+    mu (d,), log_sigma (d,), lower (d, d) for a flow with a learnable base.
 
     Raises FileNotFoundError for a missing file and ValueError, naming the path and the problem,
     for anything else: not a regular file, not a zip, truncated, other or missing arrays, wrong
     dtypes or shapes, NaN/inf, parameters outside the domain. Never unpickles.
     """
     path = check_path(path)
-    arrays = _read_npz(path, dict.fromkeys(PARAM_KEYS, np.float64))
+    arrays = _read_npz(path, dict.fromkeys(PARAM_KEYS, np.float64), optional=(dict.fromkeys(BASE_KEYS, np.float64),))
     params, _, _ = check_params(arrays, name=path)
     return params
 
@@ -280,6 +304,9 @@ CHECKPOINT_ARRAYS = dict.fromkeys(
     ("u", "w", "b", "adam_m_u", "adam_m_w", "adam_m_b", "adam_v_u", "adam_v_w", "adam_v_b",
      "loss", "beta", "lr"), np.float64)
 CHECKPOINT_ARRAYS["meta"] = np.uint8        # UTF-8 JSON: step, settings, Adam's t, the rng state
+CHECKPOINT_BASE = dict.fromkeys([k for key in BASE_KEYS for k in (key, "adam_m_" + key, "adam_v_" + key)],
+                                np.float64)
+CHECKPOINT_FRAME = dict.fromkeys(("frame_c", "frame_S"), np.float64)   # the Laplace frame x = c + S·y
 
 
 def _json_ready(x):
@@ -309,25 +336,30 @@ def _from_json(x, depth=0):
     raise ValueError(f"the generator state holds an unexpected {type(x).__name__}")
 
 
-def save_checkpoint(path, params, adam_m, adam_v, adam_t, history, rng, meta):
+def save_checkpoint(path, params, adam_m, adam_v, adam_t, history, rng, meta, frame=None):
     """Atomically write a training checkpoint (see ``fit(checkpoint=...)``): the parameters,
-    Adam's moments (dicts shaped like params) and step count, the history, the generator."""
+    Adam's moments (dicts shaped like params) and step count, the history, the generator, and
+    the frame (c, S) the flow is trained in, if any."""
     meta = dict(meta, adam_t=adam_t, rng_state=_json_ready(rng.bit_generator.state))
     text = json.dumps(meta).encode("utf-8")
-    arrays = {k: params[k] for k in PARAM_KEYS}
-    for k in PARAM_KEYS:
+    arrays = {}
+    for k in param_keys(params):
+        arrays[k] = params[k]
         arrays["adam_m_" + k] = adam_m[k]
         arrays["adam_v_" + k] = adam_v[k]
     for k in ("loss", "beta", "lr"):
         arrays[k] = np.asarray(history[k], dtype=np.float64)
     arrays["meta"] = np.frombuffer(text, dtype=np.uint8)
+    if frame is not None:
+        arrays["frame_c"], arrays["frame_S"] = frame
     _save_npz(path, arrays, "checkpoint")
 
 
 def load_checkpoint(path):
-    """Read a checkpoint written by ``save_checkpoint``: (params, adam_m, adam_v, history, meta)."""
+    """Read a checkpoint written by ``save_checkpoint``: (params, adam_m, adam_v, history, meta,
+    frame (c, S) or None). Every array is checked against the others and the metadata's sizes."""
     path = check_path(path, "resume")
-    arrays = _read_npz(path, CHECKPOINT_ARRAYS, "resume")
+    arrays = _read_npz(path, CHECKPOINT_ARRAYS, "resume", optional=(CHECKPOINT_BASE, CHECKPOINT_FRAME))
     try:
         if arrays["meta"].ndim != 1 or arrays["meta"].size > MAX_META_BYTES:
             raise ValueError("not a byte string of a sane length")
@@ -338,10 +370,11 @@ def load_checkpoint(path):
     except (ValueError, KeyError, UnicodeDecodeError, TypeError, RecursionError) as exc:
         raise ValueError(f"{path}: the checkpoint's metadata is unreadable ({type(exc).__name__}: "
                          f"{str(exc)[:200]})") from None
-    params, K, d = check_params({k: arrays[k] for k in PARAM_KEYS}, name=path)
-    m = {k: arrays["adam_m_" + k] for k in PARAM_KEYS}
-    v = {k: arrays["adam_v_" + k] for k in PARAM_KEYS}
-    for k in PARAM_KEYS:
+    keys = PARAM_KEYS + (BASE_KEYS if "mu" in arrays else ())
+    params, K, d = check_params({k: arrays[k] for k in keys}, name=path)
+    m = {k: arrays["adam_m_" + k] for k in keys}
+    v = {k: arrays["adam_v_" + k] for k in keys}
+    for k in keys:
         if m[k].shape != params[k].shape or v[k].shape != params[k].shape:
             raise ValueError(f"{path}: optimizer state for {k!r} does not match the parameters' shape")
         if not (np.all(np.isfinite(m[k])) and np.all(np.isfinite(v[k])) and np.all(v[k] >= 0)):
@@ -349,4 +382,14 @@ def load_checkpoint(path):
     history = {k: list(arrays[k]) for k in ("loss", "beta", "lr")}
     if not (len(history["loss"]) == len(history["beta"]) == len(history["lr"])):
         raise ValueError(f"{path}: the checkpoint's history arrays differ in length")
-    return params, m, v, history, meta
+    if not all(np.all(np.isfinite(history[k])) for k in ("beta", "lr")):
+        raise ValueError(f"{path}: the checkpoint's history holds NaN or infinite β or learning rates")
+    frame = None
+    if "frame_c" in arrays:
+        c, S = arrays["frame_c"], arrays["frame_S"]
+        if c.shape != (d,) or S.shape != (d, d) or not (np.all(np.isfinite(c)) and np.all(np.isfinite(S))) \
+                or np.any(np.triu(S, 1)) or not np.all(np.diag(S) > 0):
+            raise ValueError(f"{path}: the checkpoint's frame is not a finite ({d},) vector and a "
+                             f"lower-triangular ({d}, {d}) matrix with a positive diagonal")
+        frame = (c, S)
+    return params, m, v, history, meta, frame

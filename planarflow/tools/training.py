@@ -1,30 +1,37 @@
-"""fit: reference.fit's training loop, with what a long or unattended run needs around it.
+"""fit: reference.fit's training loop, with what a researcher's or an unattended run needs around it.
 
-reference.fit is the loop to read. This one takes the same steps — with the default
-``engine="reference"`` it returns exactly what reference.fit returns (tests/test_engines.py) —
-and adds argument checks, the fast engine, populations, divergence detection, checkpoints and
-progress lines. Every step, as in reference.fit:
+``planarflow.fit`` runs reference.fit — the loop a student reads and edits — through its hooks
+(params, gradient, adam, start, shape), and adds around it:
 
-    β_t  = reference.beta_schedule(t, anneal_steps),   lr_t = reference.lr_schedule(t, …)
-    z₀   ~ N(0, I), a fresh batch
-    L, ∇L = reference.reverse_kl(θ, z₀, target, β_t)   (engine="fused": fused.reverse_kl_members)
-    θ    ← reference.Adam(θ, ∇L)
+- argument checks, before any work;
+- the start: for a user's target, the mode and the Laplace approximation there (tools/mode.py),
+  in whose frame the flow is trained and into whose base the frame is folded at the end;
+- the fast engine (``engine="fused"``: fused.reverse_kl_members instead of reference.reverse_kl);
+- populations of P flows trained at once (the noise of each step has shape (P, N, d));
+- divergence: a non-finite loss or gradient, or a step out of the parameters' domain, stops the
+  run with TrainingDiverged before it corrupts anything;
+- the best parameters seen, by a smoothed loss, so that a run that blows up late cannot silently
+  return worse parameters than it had;
+- checkpoints, resumption, progress lines.
 
 Every reference function is looked up when it is called, so an edit of planarflow/reference.py
 (or a monkeypatch of it) changes what fit computes.
 """
 
 import math
+import warnings
 
 import numpy as np
 
 from .. import fused, reference
 from .io import check_output_path, load_checkpoint, save_checkpoint
+from .mode import Frame, Mode, ModeNotFound, find_mode
 from .progress import Progress
-from .validation import (MAX_ENTRIES, PARAM_KEYS, CheckedTarget, as_float, as_int, check_params,
-                         check_size, make_rng, param_domain_violation)
+from .validation import (BASE_KEYS, MAX_ENTRIES, PARAM_KEYS, CheckedTarget, as_array, as_float, as_int,
+                         check_params, check_size, make_rng, param_domain_violation, param_keys, target_dim)
 
 ENGINES = ("reference", "fused")
+STARTS = ("auto", "mode", "standard")
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 MAX_STEPS = 10 ** 7
 
@@ -36,74 +43,100 @@ class TrainingDiverged(RuntimeError):
     ----------
     step : int                 the step at which it happened (0-based)
     history : dict             loss, beta and lr of every completed step
-    params : dict              the last valid parameters (those the failing step started from)
+    params : dict              the best parameters seen by the smoothed loss at β = 1 (fit's rule
+                               for what it returns), or the last valid ones when no such loss exists yet
+    last_params : dict         the last valid parameters (those the failing step started from)
     """
 
-    def __init__(self, message, step, history, params):
+    def __init__(self, message, step, history, params, last_params=None):
         super().__init__(message)
         self.step = step
         self.history = history
         self.params = params
+        self.last_params = params if last_params is None else last_params
 
     def __reduce__(self):            # so that it crosses process boundaries with its attributes
-        return type(self), (str(self), self.step, self.history, self.params)
+        return type(self), (str(self), self.step, self.history, self.params, self.last_params)
+
+
+class FitWarning(UserWarning):
+    """fit returned the best parameters it saw rather than its last ones (the loss rose at the end)."""
 
 
 def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, params=None,
         lr_final=None, progress=True, callback=None, checkpoint=None, checkpoint_every=1000,
-        resume=None, label=None, population=None, dim=None, engine="reference"):
+        resume=None, label=None, population=None, dim=None, engine="reference", start="auto", x0=None):
     """Fit a K-layer planar flow to ``target`` by minimising the reverse KL with Adam.
 
     Parameters
     ----------
-    target : object with energy(z) (N,) and grad(z) (N, d); its ``dim`` (default 2) sets d
-    K : int ≥ 1, number of layers
+    target : an object with ``dim`` and ``energy(z) -> (N,)``, z of shape (N, dim), U = −log p up
+        to a constant; optionally ``grad(z) -> (N, dim)`` or ``energy_and_grad(z) -> (U, ∇U)``
+        (without either, central differences; see planarflow.Target), ``name``, ``log_z``
+    K : int ≥ 1, number of planar layers
     steps : int ≥ 1, number of Adam steps
     batch_size : int ≥ 1, fresh N(0, I) samples per step
     lr : float > 0, Adam's learning rate (the start of the schedule when lr_final is given)
     anneal_steps : int ≥ 0 or None; β_t = min(1, 0.01 + t/anneal_steps), β = 1 when 0 or None
     rng : seed or Generator; the only source of randomness (initial parameters and noise)
+    start : where the flow starts.
+        "mode": at the Laplace approximation N(x*, H⁻¹) at a mode x* of U, found by Newton's
+        method from ``x0`` (default the origin; tools/mode.py); the flow gets a learnable base
+        (reference.py §5) and is trained in that frame, so that the target's units and
+        correlations do not matter. If no isolated mode is found, a FitWarning says why and the
+        flow starts at N(0, I) with a learnable base.
+        "standard": at N(0, I) with no learnable base — the paper's setting.
+        "auto" (default): "standard" for the paper's U1–U4 (planarflow.get_target: U1 has two
+        modes and U2–U4 a ridge of them, and the figure is the paper's), "mode" for any other
+        target. A planarflow.Mode (from planarflow.find_mode) is used as given.
+        With ``params`` the start is those parameters: a flow with a base is trained in the frame
+        of that base (its units), one without as it is.
+    x0 : optional array (dim,), where the mode search begins
     params : optional starting parameters (a copy is trained); default init_params(K, d, rng).
-        With a population: u, w (P, K, d), b (P, K), one starting point per member.
+        With a population: arrays with a leading axis of P members.
     lr_final : optional float > 0; cosine decay of the learning rate from lr to lr_final
     progress : bool, print a line every few seconds to stderr (False: silent)
     callback : optional callable, called after every step as callback(t, loss, beta)
     checkpoint : optional path; every ``checkpoint_every`` steps and at the end the parameters,
-        Adam's state, the history, the generator's state and the settings (target included) are
-        written there atomically. The path is checked before the first step.
+        Adam's state, the history, the generator's state, the frame and the settings (target
+        included) are written there atomically. The path is checked before the first step.
     resume : optional path of such a checkpoint; the run continues from it and ends exactly as
         the uninterrupted run with the same arguments would (``params`` and ``rng`` must be None)
     label : optional text for progress lines
     population : optional int P ≥ 1; train P independent flows at once (each with its own
         initialisation and its own batch of noise) and return them all. Adam updates every
         parameter on its own, so this is exactly P separate runs; with engine="fused" one NumPy
-        call serves all P flows, which for small K costs little more than one run.
-        Not combined with checkpoint or resume.
-    dim : the dimension d; by default the target's ``dim`` attribute, or 2 if it has none
+        call serves all P flows. Not combined with checkpoint or resume.
+    dim : the dimension d, if the target has no ``dim`` (or to confirm it)
     engine : "reference" (default): every step runs planarflow/reference.py's functions, the
         code a student reads and edits; "fused": planarflow/fused.py, the same numbers to
         rounding, several times faster.
 
     Returns
     -------
-    params : dict u (K, d), w (K, d), b (K,); with a population, u, w (P, K, d), b (P, K)
-    history : dict of float64 arrays, one entry per step: ``loss`` (steps,) — (steps, P) with
-        a population — ``beta`` and ``lr``
+    params : dict u (K, d), w (K, d), b (K,) — and mu (d,), log_sigma (d,), lower (d, d) when the
+        flow has a learnable base; with a population, a leading axis of P members on each
+    history : dict: ``loss`` (steps,) — (steps, P) with a population — ``beta`` and ``lr`` of
+        every step, the loss in the target's own coordinates (≥ −log Z at β = 1); and
+        ``returned_step``, how many steps the returned parameters had taken (one per member).
+
+    The parameters returned are the last ones, unless the loss smoothed over the last
+    max(10, min(200, steps/20)) steps at β = 1 ended worse than the best it reached by more than
+    0.05 nats plus five of its standard errors: then they are those best parameters, and a
+    FitWarning says so (a run that blows up late cannot silently return worse than it had).
 
     Raises
     ------
     TrainingDiverged
         when a loss or gradient is not finite, or a step leaves the parameters' domain (see
-        planarflow/tools/validation.py); it carries the last valid parameters.
+        planarflow/tools/validation.py); it carries the best and the last valid parameters.
+    ValueError
+        when the target's energy or gradient is not finite at the very first batch (the target,
+        not the training, is at fault), and for every bad argument.
     """
     if not isinstance(engine, str) or engine not in ENGINES:
         raise ValueError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
-    if dim is None:
-        dim = getattr(target, "dim", 2)
-        name = "target.dim"
-    else:
-        name = "dim"
-    dim = as_int(dim, name, maximum=MAX_ENTRIES)
+    dim = target_dim(target, dim)
     checked = CheckedTarget(target, dim, finite=False)
     K = as_int(K, "K", maximum=MAX_ENTRIES)
     steps = as_int(steps, "steps", maximum=MAX_STEPS)
@@ -120,15 +153,24 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
     if label is not None and not isinstance(label, str):
         raise TypeError(f"label: expected a string or None, got {type(label).__name__}")
+    if not isinstance(start, Mode) and (not isinstance(start, str) or start not in STARTS):
+        raise ValueError(f"start: expected one of {list(STARTS)} or a planarflow.Mode, got {start!r}")
+    if isinstance(start, Mode) and start.x.shape != (dim,):
+        raise ValueError(f"start: a Mode of dimension {start.x.size}, the target's is {dim}")
+    if x0 is not None:
+        x0 = as_array(x0, "x0", shape=(dim,))
     if population is not None:
         population = as_int(population, "population", maximum=MAX_ENTRIES)
         if checkpoint is not None or resume is not None:
             raise ValueError("population: cannot be combined with checkpoint or resume")
     P = population or 1
-    check_size("batch_size", K + 1, P, batch_size, dim + 2, 2)       # the engine's buffers
+    check_size("batch_size", K + 1, P, batch_size, dim + 2, 2, what="numbers (the engine's buffers)")
     if resume is not None and (params is not None or rng is not None):
         raise ValueError(f"{'params' if params is not None else 'rng'}: a resumed run continues the "
                          f"checkpoint's parameters and generator; pass neither params nor rng with resume")
+    if (params is not None or resume is not None) and (start != "auto" or x0 is not None):
+        raise ValueError(f"start: a run that starts from {'params' if params is not None else 'a checkpoint'} "
+                         f"starts there; leave start and x0 at their defaults")
     if checkpoint is not None:
         checkpoint = check_output_path(checkpoint, "checkpoint")
     label = label or f"{getattr(target, 'name', 'target')} K={K}"
@@ -136,72 +178,206 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
                 "anneal_steps": anneal_steps, "steps": steps, "engine": engine,
                 "target": target_identity(target)}
 
+    report = Progress(enabled=progress)
     adam = reference.Adam(lr)
     history = {"loss": [], "beta": [], "lr": []}
+    frame = None
     if resume is not None:
-        params, rng, start = _resume(resume, settings, adam, history)
+        params, rng, begin, frame_arrays = _resume(resume, settings, adam, history)
+        if frame_arrays is not None:
+            frame = Frame(checked, *frame_arrays)
     else:
         rng = make_rng(rng)
-        start = 0
-        if population is not None:
-            if params is None:
-                members = [_init(K, dim, rng) for _ in range(population)]
-            else:
-                members = [_check_start(_member(params, i, population), K, dim, f"params member {i}")
-                           for i in range(population)]
-            params = {k: np.stack([m[k] for m in members]) for k in PARAM_KEYS}   # (P, K, d)
-        elif params is None:
-            params = _init(K, dim, rng)
+        begin = 0
+        if params is not None:
+            params = _check_start(params, K, dim, population)
+            if population is None and "mu" in params:        # train in the units of its own base
+                frame = Frame(checked, params["mu"], _base_matrix(params))
+                params = dict(params, mu=np.zeros(dim), log_sigma=np.zeros(dim), lower=np.zeros((dim, dim)))
         else:
-            params = _check_start(params, K, dim, "params")
+            kind = start if isinstance(start, (str, Mode)) else "auto"
+            if kind == "auto":
+                kind = "standard" if getattr(target, "paper_figure", False) else "mode"
+            if kind != "standard":
+                frame = _laplace_frame(checked, start if isinstance(start, Mode) else None, x0, report, label)
+            members = [reference.init_params(K, dim, rng, base=kind != "standard") for _ in range(P)]
+            params = members[0] if population is None else {k: np.stack([m[k] for m in members])
+                                                             for k in param_keys(members[0])}
+    keys = param_keys(params)
     # the loop works on a population; a single flow is a population of one, whose arrays are
     # views of params (so Adam's in-place updates reach params)
-    members = params if population else {k: params[k][None] for k in PARAM_KEYS}
+    members = params if population else {k: params[k][None] for k in keys}
     if not population:
         adam.m = {k: m[None] for k, m in adam.m.items()}
         adam.v = {k: v[None] for k, v in adam.v.items()}
-    last = {k: np.empty_like(v) for k, v in members.items()}          # the last valid parameters
-    step = _reference_step if engine == "reference" else _fused_step(fused.Workspace())
+    engine_target = checked if frame is None else frame
+    log_det = 0.0 if frame is None else frame.log_det          # loss in x = loss in the frame − log det S
+    keeper = BestKeeper(members, steps, begin)
+    last = {k: np.empty_like(v) for k, v in members.items()}    # the last valid parameters
+    step_fn = _reference_step if engine == "reference" else _fused_step(fused.Workspace())
 
-    report = Progress(enabled=progress)
+    def unframe(p):
+        return p if frame is None else frame.fold(p)
+
+    def diverged(t, what):
+        best = keeper.best_or(last)
+        if population is None:
+            best, last_valid = {k: v[0] for k, v in best.items()}, {k: v[0].copy() for k, v in last.items()}
+        else:
+            last_valid = {k: v.copy() for k, v in last.items()}
+        which = ("the best parameters seen (by the smoothed loss at β = 1) are in its .params, the last "
+                 "valid ones in .last_params" if keeper.any_best() else
+                 "the last valid parameters are in its .params")
+        raise TrainingDiverged(
+            f"training diverged at step {t}: {what}. {which.capitalize()}, the history so far in "
+            f".history. Try a smaller learning rate (lr = {lr:g} now) or longer annealing "
+            f"(anneal_steps = {anneal_steps} now).",
+            step=t, history=_history_arrays(history), params=unframe(best), last_params=unframe(last_valid))
+
+    step_count = [begin]                                       # the step being taken
+
+    def gradient(p, z0, tgt, beta):
+        """The engine's loss and gradient, checked before Adam may use them."""
+        losses, grads = step_fn(p, z0, tgt, beta)
+        t = step_count[0]
+        # One check of everything: a NaN or ±inf anywhere makes the sum non-finite.
+        if not math.isfinite(float(losses.sum() + sum(g.sum() for g in grads.values()))):
+            bad, what = checked.nonfinite, "the loss or its gradient is not finite"
+            if bad is not None:
+                what = (f"target.{bad[0]} returned NaN or infinite values at {bad[1]} of {bad[2]} points "
+                        f"the flow reached, e.g. at {np.array2string(bad[3], precision=4, max_line_width=200)}")
+                if t == 0:                   # the very first batch: the target, not the training
+                    raise ValueError(what + " in its first batch: the energy must be finite wherever the "
+                                     "flow can reach (if the density is zero outside a region, transform to "
+                                     "unconstrained coordinates)")
+            diverged(t, what)
+        for k in keys:
+            np.copyto(last[k], p[k])
+        return losses, grads
+
+    def after_step(t, losses, beta):
+        outside = param_domain_violation(members)
+        if outside is not None:
+            for k in keys:
+                np.copyto(members[k], last[k])
+            diverged(t, f"the step left the parameters' domain: {outside}")
+        step_count[0] = t + 1
+        losses = losses - log_det
+        keeper.update(t, losses, beta, members)
+        loss = losses if population else float(losses[0])
+        history["loss"].append(loss)
+        history["beta"].append(beta)
+        history["lr"].append(adam.lr)
+        if checkpoint is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
+            save_checkpoint(checkpoint, params, {k: m[0] for k, m in adam.m.items()},
+                            {k: v[0] for k, v in adam.v.items()}, adam.t, history, rng,
+                            dict(settings, step=t + 1), None if frame is None else (frame.c, frame.S))
+        if callback is not None:
+            callback(t, loss, beta)
+        if report.due():
+            report.update(f"{label}: step {t + 1}/{steps}  loss {np.min(loss):+.4f}  β {beta:.2f}  "
+                          f"({report.elapsed():.0f} s)")
+
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        for t in range(start, steps):
-            beta = reference.beta_schedule(t, anneal_steps)
-            adam.lr = reference.lr_schedule(t, steps, lr, lr_final)
-            z0 = rng.standard_normal((P, batch_size, dim))
-            losses, grads = step(members, z0, checked, beta)
-            # One check of everything: a NaN or ±inf anywhere makes the sum non-finite.
-            if not math.isfinite(float(losses.sum() + grads["u"].sum() + grads["w"].sum() + grads["b"].sum())):
-                _diverged(t, "the loss or its gradient is not finite", history, params, lr, anneal_steps)
-            for k in PARAM_KEYS:
-                np.copyto(last[k], members[k])
-            adam.step(members, grads)
-            outside = param_domain_violation(members["u"], members["w"], members["b"])
-            if outside is not None:
-                for k in PARAM_KEYS:
-                    np.copyto(members[k], last[k])
-                _diverged(t, f"the step left the parameters' domain: {outside}", history, params, lr,
-                          anneal_steps)
-            loss = losses if population else float(losses[0])
-            history["loss"].append(loss)
-            history["beta"].append(beta)
-            history["lr"].append(adam.lr)
-            if checkpoint is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
-                save_checkpoint(checkpoint, params, {k: m[0] for k, m in adam.m.items()},
-                                {k: v[0] for k, v in adam.v.items()}, adam.t, history, rng,
-                                dict(settings, step=t + 1))
-            if callback is not None:
-                callback(t, loss, beta)
-            if report.due():
-                report.update(f"{label}: step {t + 1}/{steps}  loss {np.min(loss):+.4f}  β {beta:.2f}  "
-                              f"({report.elapsed():.0f} s)")
+        reference.fit(engine_target, K, steps, batch_size, lr=lr, anneal_steps=anneal_steps, rng=rng,
+                      lr_final=lr_final, dim=dim, callback=after_step, params=members, gradient=gradient,
+                      adam=adam, start=begin, shape=(P, batch_size, dim))
     report.close()
-    return params, {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
+    returned = keeper.finish(members, steps)
+    if returned is not None:
+        warnings.warn(returned, FitWarning, stacklevel=2)
+    out = _history_arrays(history)
+    out["returned_step"] = keeper.returned_step if population else int(keeper.returned_step[0])
+    return unframe(params), out
 
 
-def _init(K, dim, rng):
-    """reference.init_params, looked up now (so that an edit of it shows)."""
-    return reference.init_params(K, dim, rng)
+def _history_arrays(history):
+    return {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
+
+
+def _base_matrix(params):
+    """L = diag(σ) + lower of a flow's learnable base (reference.base_forward's L)."""
+    return np.diag(np.exp(params["log_sigma"])) + np.tril(params["lower"], -1)
+
+
+def _laplace_frame(checked, mode, x0, report, label):
+    """The Laplace frame of the target's mode; on failure, a FitWarning and None (N(0, I))."""
+    if mode is None:
+        try:
+            mode = find_mode(checked, x0)
+        except ModeNotFound as exc:
+            warnings.warn(f"start: no isolated mode found ({exc}); the flow starts at N(0, I) with a "
+                          f"learnable base instead. If the target's mass is far from the origin or far "
+                          f"from unit scale, pass x0 near it or start=planarflow.find_mode(target, x0).",
+                          FitWarning, stacklevel=3)
+            return None
+    report.update(f"{label}: start at the mode found in {mode.iterations} Newton steps, U = {mode.energy:.6g}",
+                  force=True)
+    return Frame(checked, mode.x, mode.scale)
+
+
+class BestKeeper:
+    """The best parameters of each member by its loss smoothed over the last W steps at β = 1.
+
+    Smoothed: an exponential moving average m ← m + (ℓ − m)/W, with W = max(10, min(200, steps/20)),
+    and a running variance of ℓ around it, v; the average's standard error is √(v/(2W − 1)).
+    A member's parameters are copied whenever its average, after W steps at β = 1, is its lowest yet.
+    """
+
+    def __init__(self, members, steps, begin):
+        P = members["u"].shape[0]
+        self.W = max(10, min(200, steps // 20))
+        self.mean, self.var, self.count = np.zeros(P), np.zeros(P), 0
+        self.best = np.full(P, np.inf)
+        self.best_step = np.zeros(P, dtype=int)
+        self.params = {k: np.empty_like(v) for k, v in members.items()}
+        self.returned_step = np.full(P, begin)
+
+    def update(self, t, losses, beta, members):
+        if beta < 1.0:                       # the objective changes while β < 1: start again after
+            self.count = 0
+            return
+        if self.count == 0:
+            self.mean, self.var = losses.copy(), np.zeros_like(losses)
+        else:
+            delta = losses - self.mean
+            self.mean = self.mean + delta / self.W
+            self.var = (1.0 - 1.0 / self.W) * (self.var + delta * delta / self.W)
+        self.count += 1
+        if self.count >= self.W:
+            better = self.mean < self.best
+            if better.any():
+                for k, v in members.items():
+                    self.params[k][better] = v[better]
+                self.best[better] = self.mean[better]
+                self.best_step[better] = t + 1
+
+    def any_best(self):
+        return bool(np.isfinite(self.best).any())
+
+    def best_or(self, fallback):
+        """Each member's best parameters, or ``fallback``'s where it has none yet."""
+        have = np.isfinite(self.best)
+        return {k: np.where(have.reshape((-1,) + (1,) * (v.ndim - 1)), self.params[k], fallback[k])
+                for k, v in fallback.items()}
+
+    def finish(self, members, steps):
+        """Put back the best parameters of members that ended worse; returns a message or None."""
+        self.returned_step = np.full(members["u"].shape[0], steps)
+        if self.count < self.W:
+            return None
+        margin = 0.05 + 5.0 * np.sqrt(self.var / (2 * self.W - 1))
+        worse = self.mean > self.best + margin
+        if not worse.any():
+            return None
+        for k, v in members.items():
+            v[worse] = self.params[k][worse]
+        self.returned_step[worse] = self.best_step[worse]
+        i = int(np.argmax(worse))
+        who = "" if worse.size == 1 else f"{int(worse.sum())} of {worse.size} members, e.g. member {i}: "
+        return (f"fit: the loss rose at the end ({who}smoothed {self.mean[i]:+.4g} after the last step, "
+                f"{self.best[i]:+.4g} at step {self.best_step[i]}); returning the parameters of step "
+                f"{self.best_step[i]}, the best seen. A smaller learning rate (or lr_final) may avoid it.")
 
 
 def _reference_step(members, z0, target, beta):
@@ -209,7 +385,7 @@ def _reference_step(members, z0, target, beta):
     results = [reference.reverse_kl({k: v[p] for k, v in members.items()}, z0[p], target, beta)
                for p in range(z0.shape[0])]
     losses = np.array([loss for loss, _ in results])
-    return losses, {k: np.stack([g[k] for _, g in results]) for k in PARAM_KEYS}
+    return losses, {k: np.stack([g[k] for _, g in results]) for k in members}
 
 
 def _fused_step(ws):
@@ -229,49 +405,48 @@ def target_identity(target):
     return f"{cls.__module__}.{cls.__qualname__} (dim {getattr(target, 'dim', None)!r})"
 
 
-def _check_start(params, K, dim, name):
-    """A checked copy of starting parameters for K layers in dim dimensions."""
+def _check_start(params, K, dim, population):
+    """A checked copy of starting parameters for K layers in dim dimensions (P members of them)."""
+    if population is None:
+        return _check_one(params, K, dim, "params")
+    if not isinstance(params, dict):
+        raise TypeError(f"params: expected a dict with keys {list(PARAM_KEYS)}, got {type(params).__name__}")
+    keys = PARAM_KEYS + BASE_KEYS if "mu" in params else PARAM_KEYS
+    if set(params) != set(keys):
+        raise ValueError(f"params: expected exactly the keys {list(keys)}, got {sorted(map(str, params))}")
+    members = []
+    for i in range(population):
+        member = {}
+        for k in keys:
+            shape = np.shape(params[k])
+            if len(shape) < 1 or shape[0] != population:
+                raise ValueError(f"params[{k!r}]: with population = {population}, expected an array with a "
+                                 f"leading axis of {population} members, got shape {shape}")
+            member[k] = np.asarray(params[k])[i]
+        members.append(_check_one(member, K, dim, f"params member {i}"))
+    return {k: np.stack([m[k] for m in members]) for k in keys}
+
+
+def _check_one(params, K, dim, name):
     params, pK, pd = check_params(params, name)
     if (pK, pd) != (K, dim):
         raise ValueError(f"{name}: expected K = {K} layers in {dim} dimensions, got K = {pK}, d = {pd}")
-    return {k: params[k].copy() for k in PARAM_KEYS}
-
-
-def _member(params, i, population):
-    """Member i of population parameters u, w (P, K, d), b (P, K), as one flow's dict."""
-    if not isinstance(params, dict):
-        raise TypeError(f"params: expected a dict with keys {list(PARAM_KEYS)}, got {type(params).__name__}")
-    if set(params) != set(PARAM_KEYS):
-        raise ValueError(f"params: expected exactly the keys {list(PARAM_KEYS)}, got {sorted(map(str, params))}")
-    member = {}
-    for k in PARAM_KEYS:
-        shape = np.shape(params[k])
-        if len(shape) != (2 if k == "b" else 3) or shape[0] != population:
-            raise ValueError(f"params[{k!r}]: with population = {population}, expected an array with a "
-                             f"leading axis of {population} members, got shape {shape}")
-        member[k] = np.asarray(params[k])[i]          # checked as one flow's parameters by the caller
-    return member
-
-
-def _diverged(t, what, history, params, lr, anneal_steps):
-    raise TrainingDiverged(
-        f"training diverged at step {t}: {what}. The last valid parameters are in this "
-        f"exception's .params and the history so far in .history. Try a smaller learning rate "
-        f"(lr = {lr:g} now) or longer annealing (anneal_steps = {anneal_steps} now).",
-        step=t,
-        history={k: np.asarray(v, dtype=np.float64) for k, v in history.items()},
-        params={k: v.copy() for k, v in params.items()},
-    )
+    return {k: params[k].copy() for k in param_keys(params)}
 
 
 def _resume(path, settings, adam, history):
-    """Restore parameters, Adam, history and the generator from a checkpoint; returns the start step."""
-    params, m, v, saved_history, meta = load_checkpoint(path)
+    """Restore parameters, Adam, history and the generator from a checkpoint; returns
+    (params, rng, the start step, the frame (c, S) or None)."""
+    params, m, v, saved_history, meta, frame = load_checkpoint(path)
     for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps", "engine", "target"):
         if meta.get(key) != settings[key]:
             raise ValueError(
                 f"resume: the checkpoint {path!r} was written by a run with {key} = {meta.get(key)!r}, "
                 f"this call has {key} = {settings[key]!r}; resume with the same settings")
+    K, d = params["u"].shape
+    if (K, d) != (settings["K"], settings["dim"]):
+        raise ValueError(f"resume: the checkpoint {path!r} holds arrays of K = {K} layers in d = {d} "
+                         f"dimensions, but its metadata says K = {meta.get('K')!r}, dim = {meta.get('dim')!r}")
     start = meta.get("step")
     if not isinstance(start, int) or not 0 <= start <= settings["steps"] or start != len(saved_history["loss"]):
         raise ValueError(f"resume: the checkpoint {path!r} records an inconsistent step count")
@@ -283,10 +458,10 @@ def _resume(path, settings, adam, history):
         rng.bit_generator.state = state
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise ValueError(f"resume: the checkpoint {path!r} holds a corrupt generator state ({exc})") from None
-    adam.m, adam.v = m, v
     adam_t = meta.get("adam_t")
-    if not isinstance(adam_t, int) or not 0 <= adam_t <= MAX_STEPS:
-        raise ValueError(f"resume: the checkpoint {path!r} records an invalid Adam step count")
-    adam.t = adam_t
+    if not isinstance(adam_t, int) or isinstance(adam_t, bool) or adam_t != start:
+        raise ValueError(f"resume: the checkpoint {path!r} records Adam's step count {adam_t!r} after "
+                         f"{start} steps; they must be equal")
+    adam.m, adam.v, adam.t = m, v, adam_t
     history.update(saved_history)
-    return params, rng, start
+    return params, rng, start, frame

@@ -9,7 +9,8 @@ underflows and û is NaN), and wᵀu ≥ MIN_WTU = −700. Below that, 1 + wᵀ�
 e^{wᵀu} nears the smallest float64, and a sample on the layer's hyperplane wᵀz + b = 0 — where
 D = 1 + h'·wᵀû equals softplus(wᵀu) — gets ∂L/∂softplus(wᵀu) ≈ 1/softplus(wᵀu) = ∞. At −700,
 1/softplus is about 1e304, which leaves room for a batch's sum (tests/test_edges.py checks
-reverse_kl's gradient exactly there).
+reverse_kl's gradient exactly there). A learnable base has finite μ and lower of at most MAX_ABS
+and |log σ| ≤ MAX_LOG_SIGMA.
 """
 
 import math
@@ -19,6 +20,8 @@ import operator
 import numpy as np
 
 PARAM_KEYS = ("u", "w", "b")
+BASE_KEYS = ("mu", "log_sigma", "lower")      # the learnable base x = μ + L·z (reference.py §5)
+MAX_LOG_SIGMA = 230.0     # |log σ| of the base: σ within about 1e±100, like every other entry
 MIN_WTU = -700.0          # wᵀu below this: numerically singular (see above)
 MIN_W_NORM = 1e-50        # ‖w‖ below this: û = u + c·w with c ~ 1/‖w‖² overflows
 MAX_ABS = 1e100           # parameters and points: larger entries overflow when squared and summed
@@ -115,20 +118,29 @@ def check_size(name, *factors, limit=MAX_ENTRIES, what="numbers"):
                          f"{limit:.0e} allowed; use a smaller {name}")
 
 
+def param_keys(params):
+    """The keys a flow's parameters have: PARAM_KEYS, and BASE_KEYS after them for a learnable base."""
+    return PARAM_KEYS + BASE_KEYS if "mu" in params else PARAM_KEYS
+
+
 def check_params(params, name="params"):
     """Validate a parameter dict and return ``(params, K, d)`` with float64 arrays.
 
-    Expected exactly the keys ``u`` (K, d), ``w`` (K, d), ``b`` (K,) inside the domain described
-    in this module's docstring. The arrays are the caller's own when already float64.
+    Expected exactly the keys ``u`` (K, d), ``w`` (K, d), ``b`` (K,) — or those and the learnable
+    base's ``mu`` (d,), ``log_sigma`` (d,), ``lower`` (d, d), zero on and above its diagonal —
+    inside the domain described in this module's docstring. The arrays are the caller's own when
+    already float64.
     """
     if not isinstance(params, dict):
         raise TypeError(f"{name}: expected a dict with keys 'u', 'w', 'b', got {describe(params)}")
     keys = set(params)
-    if keys != set(PARAM_KEYS):
-        missing = sorted(set(PARAM_KEYS) - keys, key=str)
-        extra = sorted(keys - set(PARAM_KEYS), key=str)
+    if keys != set(PARAM_KEYS) and keys != set(PARAM_KEYS + BASE_KEYS):
+        want = set(PARAM_KEYS + BASE_KEYS) if keys & set(BASE_KEYS) else set(PARAM_KEYS)
+        missing = sorted(want - keys, key=str)
+        extra = sorted(keys - want, key=str)
         parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
-        raise ValueError(f"{name}: expected exactly the keys 'u', 'w', 'b'; " + ", ".join(parts))
+        raise ValueError(f"{name}: expected exactly the keys 'u', 'w', 'b' (and, for a learnable base, "
+                         f"'mu', 'log_sigma', 'lower'); " + ", ".join(parts))
     u = as_array(params["u"], f"{name}['u']", ndim=2)
     K, d = u.shape
     if K < 1 or d < 1:
@@ -146,16 +158,26 @@ def check_params(params, name="params"):
         raise ValueError(
             f"{name}: expected wᵀu >= {MIN_WTU:g} in every layer (below it the layer is numerically "
             f"singular: softplus(wᵀu) = 1 + wᵀû nears 0), got wᵀu = {wtu[k]:.4g} in layer {k}")
-    same = all(params[k] is arr for k, arr in zip(PARAM_KEYS, (u, w, b)))
-    return (params if same else {"u": u, "w": w, "b": b}), K, d
+    arrays = {"u": u, "w": w, "b": b}
+    if "mu" in keys:
+        arrays["mu"] = as_array(params["mu"], f"{name}['mu']", shape=(d,))
+        arrays["log_sigma"] = as_array(params["log_sigma"], f"{name}['log_sigma']", shape=(d,), max_abs=MAX_LOG_SIGMA)
+        arrays["lower"] = lower = as_array(params["lower"], f"{name}['lower']", shape=(d, d))
+        if np.any(np.triu(lower)):
+            raise ValueError(f"{name}['lower']: expected zeros on and above the diagonal (L = diag(σ) + "
+                             f"lower is lower-triangular), got a non-zero entry there")
+    same = all(params[k] is arr for k, arr in arrays.items())
+    return (params if same else arrays), K, d
 
 
-def param_domain_violation(u, w, b):
-    """For parameters known to be float64 arrays of shapes (…, K, d), (…, K, d), (…, K): a
-    description of the first way they leave the domain, or None (the training loop's check)."""
-    if not (np.isfinite(u).all() and np.isfinite(w).all() and np.isfinite(b).all()):
+def param_domain_violation(params):
+    """For parameters known to be float64 arrays of the right shapes, with or without a leading
+    member axis: a description of the first way they leave the domain, or None (the training
+    loop's check)."""
+    u, w, b = params["u"], params["w"], params["b"]
+    if not all(np.isfinite(v).all() for v in params.values()):
         return "a parameter is not finite"
-    big = max(np.abs(u).max(), np.abs(w).max(), np.abs(b).max())
+    big = max(np.abs(v).max() for v in params.values())
     if big > MAX_ABS:
         return f"a parameter reached {big:.3g} (the domain ends at {MAX_ABS:g})"
     sq = (w * w).sum(axis=-1)
@@ -164,6 +186,8 @@ def param_domain_violation(u, w, b):
     wtu = (w * u).sum(axis=-1)
     if wtu.min() < MIN_WTU:
         return f"wᵀu fell to {wtu.min():.4g} (the domain ends at {MIN_WTU:g}: a singular layer)"
+    if "log_sigma" in params and np.abs(params["log_sigma"]).max() > MAX_LOG_SIGMA:
+        return f"a base scale log σ reached {np.abs(params['log_sigma']).max():.4g} (the domain ends at ±{MAX_LOG_SIGMA:g})"
     return None
 
 
@@ -177,30 +201,71 @@ def check_points(z, name, d=None):
     return z
 
 
-def check_target(target, name="target", dim=None):
-    """A target is any object with callable ``energy`` and ``grad``; ``dim`` checks its ``dim``."""
-    for attr in ("energy", "grad"):
-        if not callable(getattr(target, attr, None)):
-            raise TypeError(
-                f"{name}: expected an object with methods energy(z) -> (N,) and grad(z) -> (N, d), "
-                f"got {describe(target)} without a callable '{attr}'")
+def require_target(target, name="target", dim=None):
+    """A target is any object with a callable ``energy``; ``grad`` and ``energy_and_grad``, when
+    present, must be callable too. ``dim`` checks the target's own ``dim`` if it has one."""
+    if not callable(getattr(target, "energy", None)):
+        raise TypeError(f"{name}: expected an object with a method energy(z) -> (N,) (and optionally "
+                        f"grad(z) -> (N, d) or energy_and_grad(z)), got {describe(target)} without a "
+                        f"callable 'energy'")
+    for attr in ("grad", "energy_and_grad"):
+        value = getattr(target, attr, None)
+        if value is not None and not callable(value):
+            raise TypeError(f"{name}.{attr}: expected a callable (or no such attribute), got {describe(value)}")
     tdim = getattr(target, "dim", None)
     if dim is not None and tdim is not None and tdim != dim:
         raise ValueError(f"{name}: expected a target of dimension {dim} (the flow's), got dim = {tdim!r}")
     return target
 
 
+def target_dim(target, dim=None, name="target"):
+    """The dimension of a target: ``dim`` if given, else the target's ``dim`` attribute — never
+    assumed. Both given and different: a ValueError."""
+    require_target(target, name)
+    own = getattr(target, "dim", None)
+    if dim is None and own is None:
+        raise ValueError(f"{name}: has no 'dim' attribute, so its dimension is unknown; give the target "
+                         f"a dim (planarflow.Target(dim, energy) does) or pass dim=")
+    if dim is None:
+        return as_int(own, f"{name}.dim", maximum=MAX_ENTRIES)
+    dim = as_int(dim, "dim", maximum=MAX_ENTRIES)
+    if own is not None and own != dim:
+        raise ValueError(f"dim: {dim} differs from {name}.dim = {own!r}")
+    return dim
+
+
+def has_gradient(target):
+    """Whether a target brings its own gradient (grad or energy_and_grad); planarflow.Target says."""
+    own = getattr(target, "has_grad", None)
+    if isinstance(own, (bool, np.bool_)):
+        return bool(own)
+    return callable(getattr(target, "grad", None)) or callable(getattr(target, "energy_and_grad", None))
+
+
 class CheckedTarget:
-    """A user's target as the library evaluates it: each call gets a copy of the points (the
-    target may keep or modify what it is given) and each result is checked — real numbers of the
-    right shape, returned as a fresh float64 array; with ``finite=True`` also finite — so that a
-    misbehaving target is named at once instead of broadcasting or corrupting a result."""
+    """A user's target as the library evaluates it — the one protocol of both engines.
+
+    Each call gets a copy of the points (the target may keep or modify what it is given) and
+    each result is checked — real numbers of the right shape, returned as a fresh float64 array;
+    with ``finite=True`` also finite — so that a misbehaving target is named at once instead of
+    broadcasting or corrupting a result. The gradient comes from the target's
+    ``energy_and_grad`` if it has one, else from its ``grad``, else from central differences of
+    its energy (user_targets.central_gradient, announced once with a NumericalGradientWarning).
+    ``nonfinite`` holds what the last call returned that was not finite (for messages).
+    """
 
     def __init__(self, target, dim, finite=True, name="target"):
-        self.target, self.dim, self.finite, self.name = check_target(target, name, dim), dim, finite, name
+        self.target, self.dim, self.finite, self.name = require_target(target, name, dim), dim, finite, name
         self._both = getattr(target, "energy_and_grad", None)
+        self._grad = getattr(target, "grad", None)
+        self.has_grad = has_gradient(target)
+        if isinstance(getattr(target, "has_grad", None), (bool, np.bool_)):   # planarflow.Target
+            self._both = self._both if self.has_grad else None
+            self._grad = self._grad if self.has_grad else None
+        self.nonfinite = None
+        self._warned = False
 
-    def _check(self, value, method, shape):
+    def _check(self, value, method, shape, points):
         try:
             arr = np.array(value, copy=True)
         except Exception as exc:
@@ -213,25 +278,41 @@ class CheckedTarget:
                              f"{(shape[0], self.dim)}, got {arr.shape}")
         with np.errstate(over="ignore"):
             arr = arr.astype(np.float64, copy=False)
-        if self.finite and not np.all(np.isfinite(arr)):
-            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            raise ValueError(f"{self.name}.{method}: returned {bad} NaN or infinite values at "
-                             f"{shape[0]} points of the flow")
+        finite = np.isfinite(arr)
+        if not finite.all():
+            rows = ~finite.reshape(shape[0], -1).all(axis=1)
+            self.nonfinite = (method, int(rows.sum()), shape[0], points[np.argmax(rows)].copy())
+            if self.finite:
+                raise ValueError(f"{self.name}.{method}: returned NaN or infinite values at {int(rows.sum())} "
+                                 f"of {shape[0]} points of the flow, e.g. at "
+                                 f"{np.array2string(self.nonfinite[3], precision=4, max_line_width=200)}")
         return arr
 
     def energy(self, z):
-        return self._check(self.target.energy(np.array(z)), "energy", z.shape[:1])
+        return self._check(self.target.energy(np.array(z)), "energy", z.shape[:1], z)
 
     def grad(self, z):
-        return self._check(self.target.grad(np.array(z)), "grad", z.shape)
+        if self._both is not None:
+            return self.energy_and_grad(z)[1]
+        if self._grad is not None:
+            return self._check(self._grad(np.array(z)), "grad", z.shape, z)
+        return self.energy_and_grad(z)[1]
 
-    def energy_and_grad(self, z):
-        if self._both is None:
+    def energy_and_grad(self, z, typical=None):
+        """(U (N,), ∇U (N, d)); ``typical`` (d,): each coordinate's spread, for central differences."""
+        if self._both is not None:
+            out = self._both(np.array(z))
+            if not isinstance(out, tuple) or len(out) != 2:
+                raise TypeError(f"{self.name}.energy_and_grad: expected a pair (U, ∇U), got {describe(out)}")
+            return (self._check(out[0], "energy_and_grad", z.shape[:1], z),
+                    self._check(out[1], "energy_and_grad", z.shape, z))
+        if self._grad is not None:
             return self.energy(z), self.grad(z)
-        out = self._both(np.array(z))
-        if not isinstance(out, tuple) or len(out) != 2:
-            raise TypeError(f"{self.name}.energy_and_grad: expected a pair (U, ∇U), got {describe(out)}")
-        return self._check(out[0], "energy_and_grad", z.shape[:1]), self._check(out[1], "energy_and_grad", z.shape)
+        from .user_targets import central_gradient, warn_numerical
+        warn_numerical(self)
+        with np.errstate(all="ignore"):
+            U, g = central_gradient(self.energy, np.asarray(z, dtype=np.float64), typical)
+        return U, self._check(g, "energy (its central differences)", z.shape, z)
 
 
 def make_rng(rng, name="rng"):

@@ -1,0 +1,218 @@
+"""A start at the mode: find where a user's density peaks and how wide it is there (Laplace).
+
+Adam moves each parameter by about lr a step, whatever the target's units, so a flow that starts
+at N(0, I) cannot reach a posterior 6·10⁴ from the origin, nor resolve one 10⁻³ wide. Newton's
+method does not care about units: its step −H⁻¹∇U is the same whether a coordinate is measured
+in dollars or in thousands of dollars. So ``fit`` first finds a mode x* of U and the Laplace
+approximation N(x*, H⁻¹) there, H = ∇²U(x*), and trains the flow in that frame (``Frame``):
+
+    x = c + S·y,    c = x*,  S = cholesky(H⁻¹)  (lower-triangular),    Ũ(y) = U(c + S·y)
+
+in which the target is close to N(0, I) — every coordinate in units of its own spread, every
+correlation removed to first order. The flow's planar layers start at the identity and its
+learnable base (reference.py §5) at N(0, I) in y, i.e. at the Laplace approximation in x; at the
+end the frame is folded into the base: μ ← c + S·μ, L ← S·L (still lower-triangular).
+
+Newton with a line search, for U with gradient g and Hessian H at x:
+
+    scale:   D = diag(|Hᵢᵢ|)^{−1/2}          (Jacobi: each coordinate in units of its curvature)
+    step:    p = −D·V·|Λ|⁻¹·Vᵀ·D·g,   D·H·D = V·Λ·Vᵀ
+    search:  the largest α ∈ {1, ½, ¼, …} with U(x + α·p) finite and ≤ U(x) + 10⁻⁴·α·gᵀp
+    stop:    the Newton decrement −gᵀp < 10⁻¹⁰ (nats) with D·H·D positive definite
+
+|Λ| (eigenvalues by absolute value, "saddle-free" Newton) makes p a descent direction where H
+is not positive definite, far from the mode. The Hessian comes from central differences of the
+gradient — analytic, or itself by central differences — at the 2d points x ± hᵢeᵢ in one call,
+with hᵢ = 10⁻⁴ of the coordinate's current spread 1/√Hᵢᵢ (so the step, too, is in the
+coordinate's own units), then symmetrised. The line search evaluates all its trial points in
+one call of the vectorised energy.
+
+A target with no isolated mode — U unbounded below (an improper density), flat in some direction
+(a ridge of modes, like the paper's U2–U4 inside their box), or a search that does not converge —
+raises ModeNotFound with what was seen; ``fit`` then says so and starts at N(0, I) instead.
+"""
+
+import numpy as np
+
+from .validation import describe
+
+MAX_ITER = 200
+DECREMENT_TOL = 1e-10        # nats: half the predicted decrease left at the mode
+FLAT = 1e-10                 # an eigenvalue of D·H·D this small next to the largest: a flat direction
+HESSIAN_STEP = 1e-4          # of each coordinate's spread
+
+
+class ModeNotFound(ValueError):
+    """No isolated mode: the density is improper or flat in some direction, or the search failed."""
+
+
+class Mode:
+    """A mode x* of U and the Laplace approximation N(x*, H⁻¹) there.
+
+    Attributes: ``x`` (d,), ``energy`` U(x*), ``hessian`` (d, d), ``cov`` = H⁻¹, ``sd`` (d,),
+    ``scale`` = cholesky(H⁻¹) (d, d) lower-triangular, ``iterations``, ``evaluations`` (energy
+    calls, counting each point).
+    """
+
+    def __init__(self, x, energy, hessian, cov, scale, iterations, evaluations):
+        self.x, self.energy, self.hessian, self.cov, self.scale = x, energy, hessian, cov, scale
+        self.sd = np.sqrt(np.diag(cov))
+        self.iterations, self.evaluations = iterations, evaluations
+
+    def __repr__(self):
+        return (f"Mode at {np.array2string(self.x, precision=5, max_line_width=200)} (U = {self.energy:.6g}), "
+                f"Laplace sd {np.array2string(self.sd, precision=3, max_line_width=200)}, "
+                f"{self.iterations} Newton steps")
+
+
+def _hessian(energy_and_grad, x, spread):
+    """H by central differences of the gradient at x ± hᵢeᵢ, hᵢ = 10⁻⁴·spreadᵢ; symmetrised."""
+    d = x.size
+    h = (x + HESSIAN_STEP * spread) - x
+    pts = np.repeat(x[None], 2 * d, axis=0)
+    pts[np.arange(d), np.arange(d)] += h
+    pts[d + np.arange(d), np.arange(d)] -= h
+    U, G = energy_and_grad(pts, spread)
+    if not (np.all(np.isfinite(U)) and np.all(np.isfinite(G))):
+        raise ModeNotFound(f"the energy or its gradient is not finite within 1e-4 spreads of "
+                           f"{np.array2string(x, precision=4)}")
+    H = (G[:d] - G[d:]) / (2.0 * h[:, None])          # row i: ∂∇U/∂xᵢ
+    return 0.5 * (H + H.T), 2 * d
+
+
+def _scaled_eigen(H, spread):
+    """D = diag(|Hᵢᵢ|)^{−1/2} (the spread where Hᵢᵢ = 0) and the eigenpairs of D·H·D."""
+    diag = np.abs(np.diag(H))
+    D = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), spread)
+    lam, V = np.linalg.eigh(D[:, None] * H * D[None, :])
+    return D, lam, V
+
+
+def find_mode(target, x0=None, max_iter=MAX_ITER):
+    """Newton's method with a line search for a mode of target.energy, and the Laplace
+    approximation there.
+
+    Parameters
+    ----------
+    target : a checked target (validation.CheckedTarget) with dim, energy and
+        energy_and_grad(z, typical) — the gradient analytic or by central differences
+    x0 : optional start (d,), default the origin; it must be a point where U is finite
+
+    Returns
+    -------
+    Mode. Raises ModeNotFound with what went wrong when there is no isolated mode or the search
+    fails, and ValueError when U(x0) is not finite.
+    """
+    d = target.dim
+    x = np.zeros(d) if x0 is None else np.array(x0, dtype=np.float64)
+    U, g = target.energy_and_grad(x[None], np.ones(d))
+    U, g = float(U[0]), g[0]
+    if not (np.isfinite(U) and np.all(np.isfinite(g))):
+        raise ModeNotFound(f"the energy or its gradient is not finite at the start {np.array2string(x, precision=4)} "
+                           f"(U = {U}); pass a start x0 where the density is positive")
+    spread = np.maximum(np.abs(x), 1.0)
+    evaluations = 1
+    alphas = 0.5 ** np.arange(60)
+    for it in range(1, max_iter + 1):
+        H, n = _hessian(target.energy_and_grad, x, spread)
+        evaluations += n
+        D, lam, V = _scaled_eigen(H, spread)
+        top = np.max(np.abs(lam))
+        if not np.isfinite(top) or top == 0.0:
+            raise ModeNotFound(f"the energy is flat around {np.array2string(x, precision=4)} (its Hessian is 0): "
+                               f"no isolated mode")
+        p = -D * (V @ ((V.T @ (D * g)) / np.maximum(np.abs(lam), FLAT * top)))
+        decrement = float(-g @ p)
+        if decrement < DECREMENT_TOL:
+            if lam.min() > FLAT * top:
+                break
+            raise ModeNotFound(f"the energy is flat in some direction at {np.array2string(x, precision=4)} "
+                               f"(Hessian eigenvalues from {lam.min():.2e} to {top:.2e} in scaled units): no "
+                               f"isolated mode — a ridge of modes, or an improper density")
+        trial = x[None] + alphas[:, None] * p[None]
+        with np.errstate(all="ignore"):
+            U_trial = target.energy(trial)
+        evaluations += alphas.size
+        ok = np.isfinite(U_trial) & (U_trial <= U - 1e-4 * alphas * decrement)
+        if not ok.any():
+            raise ModeNotFound(f"the line search found no lower energy from {np.array2string(x, precision=4)} "
+                               f"(U = {U:.6g}, predicted decrease {decrement:.2e}): the gradient may be wrong "
+                               f"(planarflow.check_target compares it with differences)")
+        j = int(np.argmax(ok))
+        x = trial[j]
+        if np.max(np.abs(x)) > 1e100 or U_trial[j] < -1e300:
+            raise ModeNotFound("the energy keeps decreasing as |x| grows: the density is improper "
+                               "(it has no normalising constant)")
+        U, g = target.energy_and_grad(x[None], spread)
+        U, g = float(U[0]), g[0]
+        evaluations += 1
+        if not (np.isfinite(U) and np.all(np.isfinite(g))):
+            raise ModeNotFound(f"the gradient is not finite at {np.array2string(x, precision=4)}")
+        spread = np.where(np.diag(H) > 0, D, spread)       # 1/√Hᵢᵢ: each coordinate's current spread
+    else:
+        raise ModeNotFound(f"Newton's method did not converge in {max_iter} steps (last point "
+                           f"{np.array2string(x, precision=4)}, U = {U:.6g})")
+    # the Hessian again at the mode, its steps scaled by the spreads just found
+    H, n = _hessian(target.energy_and_grad, x, D)
+    evaluations += n
+    D, lam, V = _scaled_eigen(H, D)
+    if lam.min() <= FLAT * np.max(np.abs(lam)):
+        raise ModeNotFound(f"the Hessian at the mode {np.array2string(x, precision=4)} is not positive "
+                           f"definite: no isolated mode")
+    cov_scaled = (V / lam) @ V.T                                # (D·H·D)⁻¹
+    cov = D[:, None] * cov_scaled * D[None, :]                  # H⁻¹
+    scale = D[:, None] * np.linalg.cholesky(0.5 * (cov_scaled + cov_scaled.T))
+    return Mode(x, U, H, cov, scale, it, evaluations)
+
+
+class Frame:
+    """A target seen in the Laplace frame: Ũ(y) = U(c + S·y), ∇Ũ(y) = Sᵀ·∇U(c + S·y).
+
+    ``log_det`` = log det S = Σ log Sᵢᵢ: densities in y and x differ by it, so a loss computed in
+    the frame is the loss in x plus log det S, and fit reports the latter.
+    """
+
+    def __init__(self, target, c, S):
+        self.target, self.c, self.S = target, c, S
+        self.dim = target.dim
+        self.name = getattr(target, "name", "target")
+        self.log_det = float(np.sum(np.log(np.diag(S))))
+
+    def to_x(self, y):
+        return self.c + y @ self.S.T
+
+    def energy(self, y):
+        return self.target.energy(self.to_x(y))
+
+    def grad(self, y):
+        return self.energy_and_grad(y)[1]
+
+    def energy_and_grad(self, y):
+        U, g = self.target.energy_and_grad(self.to_x(y), frame_typical(self.S))
+        return U, g @ self.S
+
+    def fold(self, params):
+        """The flow trained in the frame, expressed in x: μ ← c + S·μ, L ← S·L (arrays with or
+        without a leading member axis)."""
+        sigma = np.exp(params["log_sigma"])
+        L = np.tril(params["lower"], -1) + sigma[..., :, None] * np.eye(self.dim)
+        SL = self.S @ L
+        return dict(params, mu=self.c + params["mu"] @ self.S.T,
+                    log_sigma=np.log(np.diagonal(SL, axis1=-2, axis2=-1)), lower=np.tril(SL, -1))
+
+    def unfold(self, params):
+        """The inverse of fold: a flow in x expressed in the frame."""
+        sigma = np.exp(params["log_sigma"])
+        L = np.tril(params["lower"], -1) + sigma[..., :, None] * np.eye(self.dim)
+        TL = np.linalg.solve(self.S, L)
+        return dict(params, mu=np.linalg.solve(self.S, (params["mu"] - self.c)[..., None])[..., 0],
+                    log_sigma=np.log(np.diagonal(TL, axis1=-2, axis2=-1)), lower=np.tril(TL, -1))
+
+
+def frame_typical(S):
+    """Each x coordinate's typical size in a frame: the length of its row of S (its spread)."""
+    return np.sqrt((S * S).sum(axis=1))
+
+
+def describe_mode(mode):
+    return describe(mode)
