@@ -32,18 +32,23 @@ called — so an edit of reference.py changes what pf.reverse_kl, pf.sample, pf.
 pf.kl_divergence and a default pf.fit compute.
 """
 
-from .tools.api import (Adam, Gaussian, flow_backward, flow_forward, get_target, importance_log_z,
-                        init_params, inverse, kl_divergence, log_partition, log_prob,
-                        numerical_gradient, planar_backward, planar_forward, psis, rel_error,
-                        reverse_kl, sample, u_hat, u_hat_backward, u_hat_forward)
+from .tools.api import (Adam, EstimatedLogZWarning, Gaussian, find_mode, flow_backward, flow_forward,
+                        get_target, importance_log_z, init_params, inverse, kl_divergence, log_partition,
+                        log_prob, numerical_gradient, planar_backward, planar_forward, posterior, psis,
+                        rel_error, reverse_kl, sample, u_hat, u_hat_backward, u_hat_forward)
 from .tools.io import load, save
-from .tools.training import TrainingDiverged, fit
+from .tools.mode import Mode, ModeNotFound
+from .tools.posterior import Posterior, UnreliablePosteriorWarning
+from .tools.training import FitWarning, TrainingDiverged, fit
+from .tools.user_targets import NumericalGradientWarning, Target, check_target
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "Adam", "Gaussian", "TrainingDiverged", "fit", "flow_backward", "flow_forward", "get_target",
+    "Adam", "EstimatedLogZWarning", "FitWarning", "Gaussian", "Mode", "ModeNotFound",
+    "NumericalGradientWarning", "Posterior", "Target", "TrainingDiverged", "UnreliablePosteriorWarning",
+    "check_target", "find_mode", "fit", "flow_backward", "flow_forward", "get_target",
     "importance_log_z", "init_params", "inverse", "kl_divergence", "load", "log_partition",
-    "log_prob", "numerical_gradient", "planar_backward", "planar_forward", "psis", "rel_error",
-    "reverse_kl", "sample", "save", "u_hat", "u_hat_backward", "u_hat_forward",
+    "log_prob", "numerical_gradient", "planar_backward", "planar_forward", "posterior", "psis",
+    "rel_error", "reverse_kl", "sample", "save", "u_hat", "u_hat_backward", "u_hat_forward",
 ]

@@ -130,7 +130,7 @@ def importance_log_z(params, target, n, rng, return_k_hat=False):
     ess = float(np.exp(2.0 * total - logsumexp(np.array(lse2))) / n)
     if not return_k_hat:
         return log_z, ess
-    return log_z, ess, pareto_k(np.sort(top))[0]
+    return log_z, ess, float(pareto_k(np.sort(top))[0])
 
 
 # --- Pareto-smoothed importance sampling (Vehtari, Simpson, Gelman, Yao & Gabry, JMLR 2024) -------
@@ -155,6 +155,22 @@ def importance_log_z(params, target, n, rng, return_k_hat=False):
 #
 #   and ξ̂ = ξ(θ̂), σ̂ = −ξ̂/θ̂. Vehtari et al. then shrink ξ̂ towards 0.5 with a weak prior worth
 #   10 observations: k̂ = (n·ξ̂ + 10·0.5)/(n + 10).
+#
+#   In logarithms. Importance weights can span more than float64's range — log weights 10⁶ nats
+#   apart, when a flow misses its target — and then the exceedances e^{lᵢ} − e^{l_u} of all but
+#   the largest underflow to 0, and x_(n/4) = 0 makes every θ_j infinite. So the fit keeps each
+#   exceedance as its logarithm, log xᵢ = lᵢ + log(1 − e^{l_u − lᵢ}) (accurate for any gap), and
+#   θ_j as a sign and log|θ_j|; with x scaled so that x_(n) = 1, θ_j = 1 − a_j·e^{−log x_q}/3,
+#   a_j = √(m/(j − ½)) − 1 > 0, and log(1 − θ·x) = log(1 + e^{log|θ| + log x}) for θ < 0,
+#   log(1 − θ·x) = log1p(−θ·x) for 0 < θ < 1. Nothing overflows or underflows to a NaN.
+#
+#   Ties. Exceedances that are exactly 0 — weights equal to the threshold u, as with equal or
+#   integer-valued log weights, or a perfect proposal whose log weights agree to the last digit —
+#   carry no information about a tail's shape; the GPD is fitted to the positive ones. With fewer
+#   than 5 of those there is no tail to fit: k̂ = +inf when the largest weight outweighs all the
+#   other tail weights together (one draw decides every estimate: unreliable), else k̂ = −inf
+#   (a few distinct, bounded values: reliable). ArviZ 0.23 returns inf for exactly equal weights;
+#   that would call a perfect fit unreliable, which planarflow does not copy.
 
 
 def psis_tail_size(S):
@@ -162,36 +178,62 @@ def psis_tail_size(S):
     return int(np.ceil(min(0.2 * S, 3.0 * np.sqrt(S))))
 
 
-def gpd_fit(x):
-    """Fit a generalized Pareto distribution to exceedances x > 0, sorted ascending.
+def _signed_log(theta_sign, log_abs, log_x):
+    """ξ(θ) = mean(log(1 − θ·x)) for each θ = sign·e^{log_abs} (< 1/x_(n) = 1) and x = e^{log_x}."""
+    neg = theta_sign < 0
+    out = np.empty(theta_sign.shape)
+    t = log_abs[:, None] + log_x[None, :]
+    out[neg] = np.logaddexp(0.0, t[neg]).mean(axis=1)                  # log(1 + |θ|·x)
+    out[~neg] = np.log1p(-np.exp(t[~neg])).mean(axis=1)                # log(1 − θ·x), θ·x < 1
+    return out
+
+
+def gpd_fit(x=None, log_x=None):
+    """Fit a generalized Pareto distribution to exceedances x > 0, sorted ascending — or to their
+    logarithms ``log_x`` (which never underflow).
 
     Returns (k̂, σ̂): Zhang & Stephens' (2009) estimate with Vehtari et al.'s weak prior on the
-    shape (see above). x must hold at least 5 values, the largest positive.
+    shape (see above); with ``log_x``, (k̂, log σ̂). At least 5 values.
     """
-    n = x.size
+    logs = log_x is not None
+    log_x = np.asarray(log_x if logs else np.log(x), dtype=np.float64)
+    n = log_x.size
+    top = log_x[-1]
+    lx = log_x - top                                           # the largest exceedance is 1
     m = 30 + int(np.sqrt(n))
     j = np.arange(1, m + 1)
-    theta = 1.0 / x[-1] + (1.0 - np.sqrt(m / (j - 0.5))) / (3.0 * x[int(n / 4 + 0.5) - 1])
-    xi = np.log1p(-theta[:, None] * x).mean(axis=1)          # ξ(θ_j)             (m,)
-    profile = n * (np.log(-theta / xi) - xi - 1.0)            # ℓ(θ_j)
+    # θ_j = 1 − e^{τ_j}, τ_j = log(a_j/3) − log x_q: a sign and log|θ_j| = log|expm1(τ_j)|
+    tau = np.log((np.sqrt(m / (j - 0.5)) - 1.0) / 3.0) - lx[int(n / 4 + 0.5) - 1]
+    sign = np.where(tau > 0, -1.0, 1.0)
+    log_abs = np.where(tau > 0, tau + np.log(-np.expm1(-np.abs(tau))), np.log(-np.expm1(np.minimum(tau, -1e-300))))
+    xi = _signed_log(sign, log_abs, lx)                                   # ξ(θ_j)   (m,)
+    profile = n * (log_abs - np.log(np.abs(xi)) - xi - 1.0)              # ℓ(θ_j) = n(log(−θ/ξ) − ξ − 1)
     weights = np.exp(profile - profile.max())
-    theta_hat = np.sum(weights * theta) / np.sum(weights)
-    xi_hat = np.log1p(-theta_hat * x).mean()
-    sigma = -xi_hat / theta_hat
-    return (n * xi_hat + 10 * 0.5) / (n + 10), sigma
+    weights /= weights.sum()
+    big = log_abs.max()                                        # θ̂ = Σ w_j·θ_j, scaled by e^{big}
+    scaled = np.sum(weights * sign * np.exp(log_abs - big))
+    theta_sign = -1.0 if scaled < 0 else 1.0
+    theta_log = big + np.log(abs(scaled)) if scaled != 0 else -np.inf
+    xi_hat = float(_signed_log(np.array([theta_sign]), np.array([theta_log]), lx)[0])
+    log_sigma = np.log(abs(xi_hat)) - theta_log + top          # σ̂ = −ξ̂/θ̂, in the units of x
+    k_hat = (n * xi_hat + 10 * 0.5) / (n + 10)
+    return (k_hat, log_sigma) if logs else (k_hat, float(np.exp(log_sigma)))
 
 
 def pareto_k(top):
-    """(k̂, σ̂, log u) from the M + 1 largest log weights ``top``, sorted ascending: the GPD
+    """(k̂, log σ̂, log u) from the M + 1 largest log weights ``top``, sorted ascending: the GPD
     fitted to the M largest weights' exceedances over the next one, u (all scaled so that the
-    largest weight is 1). k̂ = −inf when the M largest are all equal to u (no tail at all)."""
+    largest weight is 1), in logarithms. k̂ = ±inf where there is no tail to fit (see above)."""
     lw = top - top[-1]                                      # the largest weight is 1
     log_u = lw[0]
-    x = np.exp(lw[1:]) - np.exp(log_u)                      # exceedances, ascending  (M,)
-    if x[-1] <= 0.0:
-        return -np.inf, 0.0, log_u
-    k_hat, sigma = gpd_fit(x)
-    return k_hat, sigma, log_u
+    with np.errstate(divide="ignore"):                      # a tie: log 0 = −inf, dropped below
+        log_x = lw[1:] + np.log(-np.expm1(log_u - lw[1:]))  # log(e^{lᵢ} − e^{l_u}), ascending  (M,)
+    positive = log_x[np.isfinite(log_x)]
+    if positive.size < 5:
+        others = np.logaddexp.reduce(lw[:-1]) if lw.size > 1 else -np.inf      # log Σ of the rest
+        return (np.inf if others < 0.0 else -np.inf), -np.inf, log_u
+    k_hat, log_sigma = gpd_fit(log_x=positive)
+    return k_hat, log_sigma, log_u
 
 
 def psis(log_weights):
@@ -201,17 +243,26 @@ def psis(log_weights):
     The M = psis_tail_size(S) largest weights are replaced by the expected order statistics
     u + F̂⁻¹((z − ½)/M), z = 1..M, of the GPD fitted to them, truncated at the largest raw weight;
     then the log weights are normalised (logsumexp = 0). k̂ < 0.7: importance-sampling estimates
-    from these weights are reliable; above, they are not.
+    from these weights are reliable; above, they are not. k̂ is never NaN: +inf when one weight
+    outweighs the rest of the tail and no tail can be fitted, −inf when the largest weights take
+    fewer than five distinct values and none dominates (a bounded tail, or a perfect proposal);
+    the weights are then left as they are.
     """
     S = log_weights.size
     M = psis_tail_size(S)
     order = np.argsort(log_weights, kind="stable")
     shift = log_weights[order[-1]]
-    k_hat, sigma, log_u = pareto_k(log_weights[order[-(M + 1):]])
+    k_hat, log_sigma, log_u = pareto_k(log_weights[order[-(M + 1):]])
     smoothed = log_weights - shift
     if np.isfinite(k_hat):
         p = (np.arange(1, M + 1) - 0.5) / M
-        # F⁻¹(p) = σ/ξ·((1 − p)^{−ξ} − 1), and −σ·log(1 − p) in the limit ξ → 0
-        q = sigma * np.log1p(-p) * -1.0 if abs(k_hat) < 1e-12 else sigma / k_hat * np.expm1(-k_hat * np.log1p(-p))
-        smoothed[order[-M:]] = np.minimum(np.log(q + np.exp(log_u)), 0.0)   # truncate at the raw maximum
+        # log F⁻¹(p) = log σ + log((e^{c} − 1)/ξ), c = −ξ·log(1 − p); −σ·log(1 − p) in the limit ξ → 0
+        c = -k_hat * np.log1p(-p)
+        if abs(k_hat) < 1e-12:
+            log_q = np.log(-np.log1p(-p))
+        elif k_hat > 0:                                     # e^c − 1 = e^c·(1 − e^{−c}), c > 0
+            log_q = c + np.log(-np.expm1(-c)) - np.log(k_hat)
+        else:
+            log_q = np.log(-np.expm1(c)) - np.log(-k_hat)
+        smoothed[order[-M:]] = np.minimum(np.logaddexp(log_sigma + log_q, log_u), 0.0)   # truncated at the raw maximum
     return smoothed - logsumexp(smoothed), float(k_hat)

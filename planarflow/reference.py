@@ -210,12 +210,13 @@ def init_params(K, dim=2, rng=None, u_scale=0.1, b_scale=1.0, base=False):
 #       log|det ∂x/∂z| = log det L = Σᵢ log σᵢ      (L is triangular: det = product of its diagonal)
 #
 #   so log q(x) = log q_K(z) − Σᵢ log σᵢ. The paper draws z₀ from N(μ, diag σ²) and then applies
-#   the layers. We apply the affine map after them: the planar layers then work in units of the
-#   target's own spread, where Adam's steps of about lr have the right size whatever the target's
-#   units (a regression coefficient in dollars, a slope known to 10⁻³); the base carries location,
-#   scale and correlation. A full triangular L, not only diag σ, because posteriors correlate
-#   (−0.99 between an intercept and a slope on an uncentred predictor) and planar layers, each a
-#   bounded shift along one direction, cannot shear the whole space. Backward, with gx = ∂L/∂x:
+#   the layers; we apply the affine map after them, so that the planar layers work in units of
+#   the target's own spread and the base carries location, scale and correlation. Measured
+#   (python -m planarflow.benchmark --placement): with the base first, fits of real posteriors
+#   end with importance weights too heavy-tailed to use (k̂ above 0.7); with it last, below.
+#   A full triangular L, not only diag σ: posteriors correlate (−0.99 between an intercept and a
+#   slope on an uncentred predictor), and planar layers, each a bounded shift along one direction,
+#   cannot shear the whole space. Backward, with gx = ∂L/∂x:
 #
 #       ∂L/∂z = gx·L     ∂L/∂μ = Σₙ gx     ∂L/∂L = gxᵀ·z  (d, d), whose lower triangle is used:
 #       ∂L/∂lower = its strictly lower part,   ∂L/∂log σᵢ = (gxᵀ·z)ᵢᵢ·σᵢ + Σₙ ∂L/∂log det

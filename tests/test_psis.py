@@ -83,3 +83,44 @@ def test_psis_checks_its_argument():
         pf.psis(np.zeros((30, 2)))
     with pytest.raises(ValueError, match="n"):
         pf.importance_log_z(pf.init_params(2, rng=0), pf.get_target("U1"), 10, return_k_hat=True)
+
+
+# --- the edges: k̂ is never NaN, and says what it should (reference.md §12) ----------------------
+
+def psis_quietly(lw):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                      # a RuntimeWarning fails the test
+        smoothed, k_hat = pf.psis(lw)
+    assert not np.isnan(k_hat) and np.all(np.isfinite(smoothed) | (smoothed == -np.inf))
+    assert np.logaddexp.reduce(smoothed) == pytest.approx(0.0, abs=1e-9)
+    return k_hat
+
+
+def test_one_dominant_weight_reads_as_unreliable_even_when_the_rest_underflow():
+    rng = np.random.default_rng(0)
+    lw = -1e6 * rng.exponential(size=20_000)
+    lw[0] = 0.0                                            # the others are e^{−10⁶} of it: 0 in float64
+    assert psis_quietly(lw) > 0.7
+    assert psis_quietly(500.0 * rng.standard_normal(20_000)) > 0.7
+    assert psis_quietly(np.r_[1000.0, np.zeros(999)]) > 0.7     # one weight above 999 tied ones
+
+
+def test_a_perfect_proposal_and_bounded_tied_weights_read_as_reliable():
+    rng = np.random.default_rng(1)
+    assert psis_quietly(np.full(5000, 2.70249)) < 0.7                          # q = p exactly
+    assert psis_quietly(2.70249 + 4e-16 * rng.integers(-3, 4, 5000)) < 0.7   # q = p to the last digit
+    assert psis_quietly(1e-16 * rng.standard_normal(5000)) < 0.7             # weights 1 ± 1e-16
+    assert psis_quietly(rng.integers(0, 3, 5000).astype(float)) < 0.7        # few distinct values
+    assert psis_quietly(np.round(2.0 * rng.standard_normal(20_000))) < 0.7   # integer-valued, light tail
+
+
+def test_k_hat_from_logarithms_equals_the_direct_fit_where_both_can_be_computed():
+    """The log-space fit is the same estimator: on weights whose exceedances do not underflow it
+    gives what the plain formula gives, to rounding."""
+    from planarflow.diagnostics import gpd_fit
+    u = np.random.default_rng(3).uniform(size=2000)
+    x = np.sort(2.0 / 0.4 * ((1.0 - u) ** -0.4 - 1.0))
+    k1, s1 = gpd_fit(x)
+    k2, log_s2 = gpd_fit(log_x=np.log(x))
+    assert k1 == pytest.approx(k2, rel=1e-12) and s1 == pytest.approx(np.exp(log_s2), rel=1e-12)

@@ -10,12 +10,13 @@ Arrays too large to hold at once are processed in chunks, so memory stays bounde
 """
 
 import functools
+import warnings
 
 import numpy as np
 
 from .. import diagnostics, gradcheck, inverse as inverse_module, reference, targets
 from .validation import (MAX_ENTRIES, CheckedTarget, as_array, as_float, as_int, check_params,
-                         check_points, check_size, make_rng, require_target, target_dim)
+                         check_points, check_size, describe, make_rng, require_target, target_dim)
 
 CHUNK = 8192                    # points per call of the plain functions that keep caches
 MAX_SAMPLES = 10 ** 9           # kl_divergence, importance_log_z: n (memory stays bounded)
@@ -80,14 +81,17 @@ def flow_backward(dzK, dsum_logdet, caches):
     return reference.flow_backward(dzK, dsum_logdet, caches)
 
 
-def init_params(K, dim=2, rng=None, u_scale=0.1, b_scale=1.0):
-    """Raw parameters u, w (K, dim), b (K,) for K layers near the identity (reference.init_params)."""
+def init_params(K, dim=2, rng=None, u_scale=0.1, b_scale=1.0, base=False):
+    """Raw parameters u, w (K, dim), b (K,) for K layers near the identity (reference.init_params);
+    with base=True also a learnable base at N(0, I): mu (dim,), log_sigma (dim,), lower (dim, dim)."""
     K = as_int(K, "K", maximum=MAX_ENTRIES)
     dim = as_int(dim, "dim", maximum=MAX_ENTRIES)
-    check_size("K", K, dim, 2)
+    check_size("K" if K > dim else "dim" if dim > K else "K and dim", K + dim, dim, 2)   # the larger one
     u_scale = as_float(u_scale, "u_scale", low=0.0, high=1e6)
     b_scale = as_float(b_scale, "b_scale", low=0.0, high=1e6)
-    return reference.init_params(K, dim, make_rng(rng), u_scale, b_scale)
+    if not isinstance(base, (bool, np.bool_)):
+        raise TypeError(f"base: expected True or False, got {base!r}")
+    return reference.init_params(K, dim, make_rng(rng), u_scale, b_scale, bool(base))
 
 
 def sample(params, n, rng=None):
@@ -302,6 +306,8 @@ def _paper_log_partition(name, box, wall, limit, spacing):
 
 def _log_z(target, log_z, d):
     """log Z: the argument, else the target's ``log_z`` attribute, else quadrature (2-D only)."""
+    if isinstance(log_z, str):
+        raise ValueError(f"log_z: expected a number, None or 'importance', got {log_z!r}")
     if log_z is not None:
         return as_float(log_z, "log_z")
     if getattr(target, "log_z", None) is not None:
@@ -317,6 +323,9 @@ def kl_divergence(params, target, n, rng=None, log_z=None):
 
     KL = E_q[log q_K(z) + U(z)] + log Z; log Z is ``log_z`` if given, else the target's own
     ``log_z`` attribute if it has one, else ``log_partition(target)`` (2-D flows only).
+    ``log_z="importance"`` estimates it by importance sampling with the flow (n more draws) and
+    warns that the result is an estimate: log Ẑ is biased low (Jensen: E[log Ẑ] ≤ log Z), so
+    the KL is too, by as much as q misses of p, and its stderr leaves out log Ẑ's own error.
     Memory does not grow with n (diagnostics.kl_divergence keeps running sums).
 
     Returns
@@ -327,8 +336,18 @@ def kl_divergence(params, target, n, rng=None, log_z=None):
     checked = CheckedTarget(target, d)
     n = as_int(n, "n", minimum=2, maximum=MAX_SAMPLES)
     rng = make_rng(rng)
-    lz = _log_z(target, log_z, d)
+    if isinstance(log_z, str) and log_z == "importance":
+        lz, ess = diagnostics.importance_log_z(params, checked, n, rng)
+        warnings.warn(f"kl_divergence: log Z estimated by importance sampling ({lz:.4f}, ESS/n {ess:.3f}); "
+                      f"the KL is then an estimate biased low, and its stderr leaves out log Ẑ's error",
+                      EstimatedLogZWarning, stacklevel=2)
+    else:
+        lz = _log_z(target, log_z, d)
     return diagnostics.kl_divergence(params, checked, n, rng, lz)
+
+
+class EstimatedLogZWarning(UserWarning):
+    """A KL computed with an estimated log Z (kl_divergence(..., log_z="importance"))."""
 
 
 def importance_log_z(params, target, n, rng=None, return_k_hat=False):
@@ -341,9 +360,9 @@ def importance_log_z(params, target, n, rng=None, return_k_hat=False):
     """
     params, K, d = check_params(params)
     checked = CheckedTarget(target, d)
-    n = as_int(n, "n", minimum=21 if return_k_hat is True else 1, maximum=MAX_SAMPLES)
     if not isinstance(return_k_hat, (bool, np.bool_)):
         raise TypeError(f"return_k_hat: expected True or False, got {return_k_hat!r}")
+    n = as_int(n, "n", minimum=21 if return_k_hat else 1, maximum=MAX_SAMPLES)
     return diagnostics.importance_log_z(params, checked, n, make_rng(rng), bool(return_k_hat))
 
 
@@ -400,3 +419,55 @@ def rel_error(a, b):
     if a.size == 0:
         raise ValueError("a, b: expected non-empty arrays")
     return gradcheck.rel_error(a, b)
+
+
+# --- a researcher's density (tools/mode.py, tools/user_targets.py, tools/posterior.py) ------------
+
+def find_mode(target, x0=None, dim=None):
+    """A mode of the target's energy and the Laplace approximation there (tools/mode.py).
+
+    Newton's method with a line search from ``x0`` (default the origin), the Hessian by central
+    differences of the gradient (itself by central differences for an energy-only target).
+    Returns a planarflow.Mode (``x``, ``energy``, ``cov``, ``sd``, ``scale``), which
+    ``fit(..., start=mode)`` accepts. Raises ModeNotFound when there is no isolated mode (flat or
+    improper density, or a failed search), saying what was seen.
+    """
+    from .mode import find_mode as newton
+    d = target_dim(target, dim)
+    checked = CheckedTarget(target, d, finite=False)
+    if x0 is not None:
+        x0 = as_array(x0, "x0", shape=(d,))
+    with np.errstate(all="ignore"):
+        return newton(checked, x0)
+
+
+def posterior(params, target, n=20_000, rng=None, names=None):
+    """Posterior estimates from a fitted flow: its n draws reweighted towards the target by
+    Pareto-smoothed importance sampling (tools/posterior.py).
+
+    Returns a planarflow.Posterior: ``mean``, ``sd``, ``mcse`` (the means' Monte-Carlo standard
+    errors), ``quantile(q, f=None)``, ``expect(f)``, ``resample(m, rng)``, ``k_hat``, ``ess``,
+    ``reliable`` and ``summary()``. Warns (UnreliablePosteriorWarning) when k̂ > 0.7: the flow is
+    then too far from the target for these numbers to be trusted.
+
+    Parameters
+    ----------
+    params : a flow (from fit)
+    target : the target it was fitted to (energy at the flow's draws; +inf gives weight 0)
+    n : int ≥ 21, draws of the flow
+    names : optional list of d names for the summary's rows (default: target.names if it has
+        them, else x[0], x[1], …)
+    """
+    from .posterior import posterior as estimate
+    params, K, d = check_params(params)
+    checked = CheckedTarget(target, d, finite=False)
+    n = as_int(n, "n", minimum=21, maximum=MAX_SAMPLES)
+    check_size("n", n, d + K + 2)
+    names = getattr(target, "names", None) if names is None else names
+    if names is not None:
+        if isinstance(names, str) or len(names) != d or not all(isinstance(x, str) for x in names):
+            raise ValueError(f"names: expected {d} strings, got {describe(names)}")
+    z, log_q = sample(params, n, rng)
+    with np.errstate(all="ignore"):
+        U = np.concatenate([checked.energy(z[i:i + CHUNK]) for i in range(0, n, CHUNK)])
+    return estimate(z, log_q, U, names)

@@ -1,8 +1,10 @@
 """Timings: the training step for K × batch size, both engines, how the cost grows with K, the
 batch and the dimension d, and the demo end to end.
 
-    python -m planarflow.benchmark              # about five minutes
-    python -m planarflow.benchmark --no-demo    # the step timings only
+    python -m planarflow.benchmark                 # about five minutes
+    python -m planarflow.benchmark --no-demo       # the step timings only
+    python -m planarflow.benchmark --posteriors    # real posteriors against their exact answers
+    python -m planarflow.benchmark --placement     # where the learnable base goes, measured
 
 One training step is what ``fit`` does each step: draw the noise, compute the loss and its
 gradient, and take an Adam step. It is timed inside ``fit`` through its callback (time between
@@ -101,11 +103,111 @@ def demo_run(root, *flags):
     return seconds, peak / 1024.0
 
 
+def base_placement(seeds=(0, 1)):
+    """Where the learnable base goes, measured: the README's call on two real posteriors with the
+    base after the planar layers (planarflow's) and before them (the paper's q₀ = N(μ, LLᵀ),
+    swapped into reference.flow_forward/flow_backward for the run). Returns rows
+    (placement, posterior, seed, final loss, k̂, mean error in sds, sd error)."""
+    import contextlib
+    import warnings
+
+    import numpy as np
+
+    from .. import reference
+    from .api import posterior
+    from .posteriors import eight_schools, judge, regression
+    from .training import fit
+
+    def forward_before(params, z0):
+        z, logdet, base_cache = reference.base_forward(z0, params["mu"], params["log_sigma"], params["lower"])
+        zK, sum_logdet, (caches, _) = reference.flow_forward({k: params[k] for k in "uwb"}, z)
+        return zK, sum_logdet + logdet, (caches, base_cache)
+
+    def backward_before(dzK, dsum_logdet, caches):
+        caches, base_cache = caches
+        dz, grads = reference.flow_backward(dzK, dsum_logdet, (caches, None))
+        dz, grads["mu"], grads["log_sigma"], grads["lower"] = reference.base_backward(dz, dsum_logdet, base_cache)
+        return dz, grads
+
+    @contextlib.contextmanager
+    def placed(where):
+        saved = reference.flow_forward, reference.flow_backward
+        if where == "before":
+            planar_forward, planar_backward = saved
+            reference.flow_forward = lambda p, z0: forward_before(p, z0) if "mu" in p else planar_forward(p, z0)
+            reference.flow_backward = lambda dz, dl, c: (backward_before(dz, dl, c) if c[1] is not None
+                                                         else planar_backward(dz, dl, c))
+        try:
+            yield
+        finally:
+            reference.flow_forward, reference.flow_backward = saved
+
+    rows = []
+    cases = [("eight schools", *eight_schools()), ("dollars", *regression("dollars")[:3])]
+    for where in ("after", "before"):
+        for name, target, mean, sd in cases:
+            for seed in seeds:
+                with placed(where), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    params, history = fit(target, 16, 3000, 512, anneal_steps=1000, rng=seed, progress=False)
+                    post = posterior(params, target, 20_000, rng=1)
+                rows.append((where, name, seed, float(history["loss"][-100:].mean()), post.k_hat, *judge(post, mean, sd)))
+    return rows
+
+
+def posterior_table():
+    """The README's call and posterior estimate on real posteriors with exact answers, with a
+    hand gradient and with the energy alone: seconds, errors against the truth, k̂. Prints rows."""
+    import warnings
+
+    import numpy as np
+
+    from .api import posterior, sample
+    from .posteriors import eight_schools, judge, regression
+    from .training import fit
+
+    print("fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(params, target, 20 000):")
+    print("errors against the exact posterior — means in posterior sds, sds relative — for the")
+    print("reweighted estimate and, in brackets, for the flow's draws as they are")
+    print("  posterior              gradient     fit (s)     k̂   mean error        sd error")
+    for energy_only in (False, True):
+        cases = [("eight schools", *eight_schools(energy_only=energy_only))]
+        cases += [(f"regression, {c}", *regression(c, energy_only=energy_only)[:3])
+                  for c in ("dollars", "uncentred", "tight")]
+        for name, target, mean, sd in cases:
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                params, _ = fit(target, 16, 3000, 512, anneal_steps=1000, rng=0, progress=False)
+                seconds = time.perf_counter() - start
+                post = posterior(params, target, 20_000, rng=1)
+            raw = sample(params, 20_000, rng=1)[0]
+            dm, ds = judge(post, mean, sd)
+            rm, rs = np.max(np.abs(raw.mean(axis=0) - mean) / sd), np.max(np.abs(raw.std(axis=0) / sd - 1))
+            print(f"  {name:22} {'differences' if energy_only else 'by hand':11} {seconds:8.1f}  {post.k_hat:5.2f}"
+                  f"   {dm:.3f} ({rm:.3f})   {ds:.3f} ({rs:.3f})", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-demo", action="store_true", help="skip the end-to-end demo run")
     parser.add_argument("--steps", type=int, default=300, help="timed steps per configuration")
+    parser.add_argument("--placement", action="store_true",
+                        help="only the measurement of where the learnable base goes (about a minute)")
+    parser.add_argument("--posteriors", action="store_true",
+                        help="only the real posteriors against their exact answers (about three minutes)")
     args = parser.parse_args(argv)
+    if args.posteriors:
+        _single_threaded_blas()
+        posterior_table()
+        return
+    if args.placement:
+        print("The learnable base after the planar layers (planarflow) or before them (the paper's")
+        print("q₀ = N(μ, LLᵀ)): fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(…, 20 000)")
+        print("  base    posterior       seed   final loss     k̂   mean error (sd)   sd error")
+        for where, name, seed, loss, k_hat, dm, ds in base_placement():
+            print(f"  {where:6}  {name:14}  {seed:4d}   {loss:10.4f}  {k_hat:5.2f}   {dm:15.3f}   {ds:8.3f}")
+        return
     _single_threaded_blas()
 
     import numpy as np

@@ -22,9 +22,9 @@ Newton with a line search, for U with gradient g and Hessian H at x:
 
 |Λ| (eigenvalues by absolute value, "saddle-free" Newton) makes p a descent direction where H
 is not positive definite, far from the mode. The Hessian comes from central differences of the
-gradient — analytic, or itself by central differences — at the 2d points x ± hᵢeᵢ in one call,
-with hᵢ = 10⁻⁴ of the coordinate's current spread 1/√Hᵢᵢ (so the step, too, is in the
-coordinate's own units), then symmetrised. The line search evaluates all its trial points in
+gradient at the 2d points x ± hᵢeᵢ in one call, with hᵢ = 10⁻⁴ of the coordinate's current
+spread 1/√Hᵢᵢ (so the step, too, is in the coordinate's own units), then symmetrised; for an
+energy-only target, from second differences of the energy at 4d² points (``_hessian``). The line search evaluates all its trial points in
 one call of the vectorised energy.
 
 A target with no isolated mode — U unbounded below (an improper density), flat in some direction
@@ -40,6 +40,7 @@ MAX_ITER = 200
 DECREMENT_TOL = 1e-10        # nats: half the predicted decrease left at the mode
 FLAT = 1e-10                 # an eigenvalue of D·H·D this small next to the largest: a flat direction
 HESSIAN_STEP = 1e-4          # of each coordinate's spread
+EPS = np.finfo(np.float64).eps
 
 
 class ModeNotFound(ValueError):
@@ -65,19 +66,37 @@ class Mode:
                 f"{self.iterations} Newton steps")
 
 
-def _hessian(energy_and_grad, x, spread):
-    """H by central differences of the gradient at x ± hᵢeᵢ, hᵢ = 10⁻⁴·spreadᵢ; symmetrised."""
+def _hessian(target, x, spread, U):
+    """H at x, symmetrised: central differences of the gradient at x ± hᵢeᵢ, hᵢ = 10⁻⁴·spreadᵢ —
+    or, without a gradient, second differences of the energy itself,
+
+        Hᵢⱼ ≈ (U(x + hᵢeᵢ + hⱼeⱼ) − U(x + hᵢeᵢ − hⱼeⱼ) − U(x − hᵢeᵢ + hⱼeⱼ) + U(x − hᵢeᵢ − hⱼeⱼ))/(4hᵢhⱼ)
+
+    with hᵢ = spreadᵢ·(ε·(1 + |U|))^{1/4}: U is known to about ε·|U|, which the difference divides
+    by h², so h grows with |U| (10⁻⁴ spreads for |U| ≈ 1, 0.1 spread for an energy of 10¹²)."""
     d = x.size
-    h = (x + HESSIAN_STEP * spread) - x
-    pts = np.repeat(x[None], 2 * d, axis=0)
-    pts[np.arange(d), np.arange(d)] += h
-    pts[d + np.arange(d), np.arange(d)] -= h
-    U, G = energy_and_grad(pts, spread)
-    if not (np.all(np.isfinite(U)) and np.all(np.isfinite(G))):
-        raise ModeNotFound(f"the energy or its gradient is not finite within 1e-4 spreads of "
+    i = np.arange(d)
+    if getattr(target, "has_grad", True):
+        h = (x + HESSIAN_STEP * spread) - x
+        pts = np.repeat(x[None], 2 * d, axis=0)
+        pts[i, i] += h
+        pts[d + i, i] -= h
+        Ux, G = target.energy_and_grad(pts, spread)
+        H = (G[:d] - G[d:]) / (2.0 * h[:, None])          # row i: ∂∇U/∂xᵢ
+        ok, count = np.all(np.isfinite(Ux)) and np.all(np.isfinite(H)), 2 * d
+    else:
+        h = (x + spread * (EPS * (1.0 + abs(U))) ** 0.25) - x
+        pts = np.repeat(np.repeat(x[None, None], d, axis=0), d, axis=1)[None].repeat(4, axis=0)   # (4, d, d, d)
+        for k, (a, b) in enumerate(((1, 1), (1, -1), (-1, 1), (-1, -1))):
+            pts[k, i, :, i] += a * h[:, None]             # ± hᵢ on coordinate i (row i of each block)
+            pts[k, :, i, i] += b * h[:, None]             # ± hⱼ on coordinate j
+        V = target.energy(pts.reshape(-1, d)).reshape(4, d, d)
+        H = (V[0] - V[1] - V[2] + V[3]) / (4.0 * h[:, None] * h[None, :])
+        ok, count = np.all(np.isfinite(H)), 4 * d * d
+    if not ok:
+        raise ModeNotFound(f"the energy or its gradient is not finite within a few steps hᵢ of "
                            f"{np.array2string(x, precision=4)}")
-    H = (G[:d] - G[d:]) / (2.0 * h[:, None])          # row i: ∂∇U/∂xᵢ
-    return 0.5 * (H + H.T), 2 * d
+    return 0.5 * (H + H.T), count
 
 
 def _scaled_eigen(H, spread):
@@ -114,7 +133,7 @@ def find_mode(target, x0=None, max_iter=MAX_ITER):
     evaluations = 1
     alphas = 0.5 ** np.arange(60)
     for it in range(1, max_iter + 1):
-        H, n = _hessian(target.energy_and_grad, x, spread)
+        H, n = _hessian(target, x, spread, U)
         evaluations += n
         D, lam, V = _scaled_eigen(H, spread)
         top = np.max(np.abs(lam))
@@ -153,7 +172,7 @@ def find_mode(target, x0=None, max_iter=MAX_ITER):
         raise ModeNotFound(f"Newton's method did not converge in {max_iter} steps (last point "
                            f"{np.array2string(x, precision=4)}, U = {U:.6g})")
     # the Hessian again at the mode, its steps scaled by the spreads just found
-    H, n = _hessian(target.energy_and_grad, x, D)
+    H, n = _hessian(target, x, D, U)
     evaluations += n
     D, lam, V = _scaled_eigen(H, D)
     if lam.min() <= FLAT * np.max(np.abs(lam)):
@@ -177,6 +196,7 @@ class Frame:
         self.dim = target.dim
         self.name = getattr(target, "name", "target")
         self.log_det = float(np.sum(np.log(np.diag(S))))
+        target.typical = frame_typical(S)            # central differences in x, scaled to the frame
 
     def to_x(self, y):
         return self.c + y @ self.S.T
@@ -185,10 +205,10 @@ class Frame:
         return self.target.energy(self.to_x(y))
 
     def grad(self, y):
-        return self.energy_and_grad(y)[1]
+        return self.target.grad(self.to_x(y)) @ self.S
 
     def energy_and_grad(self, y):
-        U, g = self.target.energy_and_grad(self.to_x(y), frame_typical(self.S))
+        U, g = self.target.energy_and_grad(self.to_x(y))
         return U, g @ self.S
 
     def fold(self, params):

@@ -4,7 +4,7 @@
 
 Each generated block of README.md sits between ``<!-- begin NAME -->`` and ``<!-- end NAME -->``
 and is replaced by the output of the command recorded with it. The README also records a
-fingerprint of the code (planarflow/*.py, planarflow/tools/*.py and demo.py); tests/test_readme.py fails when the code
+fingerprint of the code (planarflow/*.py, planarflow/tools/*.py, docs/*.py and demo.py); tests/test_readme.py fails when the code
 has changed since the numbers were generated, so they are never stale and never typed by hand.
 """
 
@@ -24,13 +24,21 @@ COMMANDS = {
     "kl-vs-k": ["python", "-m", "planarflow.experiment", "--kl-vs-k", "--recipe", "planarflow", "reference",
                 "--seeds", "0", "1", "2", "--out", "docs/kl_vs_k.png"],
     "exercises": ["python", "-m", "planarflow.exercises"],
+    "placement": ["python", "-m", "planarflow.benchmark", "--placement"],
+    "posteriors": ["python", "-m", "planarflow.benchmark", "--posteriors"],
+    "eight-schools": ["python", "docs/eight_schools.py"],
 }
+
+
+# name -> a file whose code (after its docstring) the README shows in the block
+SOURCES = {"eight-schools-code": "docs/eight_schools.py"}
 
 
 def code_fingerprint(root=ROOT):
     """sha256 over the package's modules and demo.py (names and contents), first 16 hex digits."""
     h = hashlib.sha256()
-    files = sorted(glob.glob(os.path.join(root, "planarflow", "*.py")) + glob.glob(os.path.join(root, "planarflow", "tools", "*.py"))) + [os.path.join(root, "demo.py")]
+    files = sorted(glob.glob(os.path.join(root, "planarflow", "*.py")) + glob.glob(os.path.join(root, "planarflow", "tools", "*.py"))
+                   + glob.glob(os.path.join(root, "docs", "*.py"))) + [os.path.join(root, "demo.py")]
     for path in files:
         if os.path.basename(path) == "refresh_readme.py":
             continue
@@ -68,6 +76,10 @@ def main(names=None):
             continue
         out = run(cmd)
         text = replace_block(text, name, f"```\n$ {' '.join(cmd)}\n{out}\n```")
+    for name, path in SOURCES.items():            # code the README shows, copied from its file
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+            source = f.read().split('"""\n', 1)[-1].strip("\n")       # without the module docstring
+        text = replace_block(text, name, f"```python\n{source}\n```")
     if names:                      # a partial refresh leaves the fingerprint (and the test) alone
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)

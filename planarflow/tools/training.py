@@ -203,6 +203,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
             members = [reference.init_params(K, dim, rng, base=kind != "standard") for _ in range(P)]
             params = members[0] if population is None else {k: np.stack([m[k] for m in members])
                                                              for k in param_keys(members[0])}
+    checked.training = True                  # from now on every energy is followed by its gradient
     keys = param_keys(params)
     # the loop works on a population; a single flow is a population of one, whose arrays are
     # views of params (so Adam's in-place updates reach params)

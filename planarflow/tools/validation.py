@@ -115,7 +115,7 @@ def check_size(name, *factors, limit=MAX_ENTRIES, what="numbers"):
     total = math.prod(factors)
     if total > limit:
         raise ValueError(f"{name}: this call would need arrays of {total:.3g} {what}, more than the "
-                         f"{limit:.0e} allowed; use a smaller {name}")
+                         f"{limit:.0e} allowed; use a smaller {name.replace(' and ', ' or ')}")
 
 
 def param_keys(params):
@@ -251,11 +251,17 @@ class CheckedTarget:
     broadcasting or corrupting a result. The gradient comes from the target's
     ``energy_and_grad`` if it has one, else from its ``grad``, else from central differences of
     its energy (user_targets.central_gradient, announced once with a NumericalGradientWarning).
-    ``nonfinite`` holds what the last call returned that was not finite (for messages).
+    When the target has ``energy_and_grad`` — or has no gradient and ``training`` is set —
+    ``energy(z)`` computes ∇U too and keeps it for a following ``grad(z)`` at the same points
+    (reference.reverse_kl asks for U, then ∇U): one evaluation (or one set of central differences)
+    a step on either engine. ``typical``: each coordinate's spread, for central differences.
+    ``nonfinite`` holds what the last call returned that was not finite.
     """
 
-    def __init__(self, target, dim, finite=True, name="target"):
+    def __init__(self, target, dim, finite=True, name="target", training=False):
         self.target, self.dim, self.finite, self.name = require_target(target, name, dim), dim, finite, name
+        self.training = training             # energies are followed by gradients at the same points
+        self.typical = None                  # each coordinate's spread, for central differences
         self._both = getattr(target, "energy_and_grad", None)
         self._grad = getattr(target, "grad", None)
         self.has_grad = has_gradient(target)
@@ -264,6 +270,7 @@ class CheckedTarget:
             self._grad = self._grad if self.has_grad else None
         self.nonfinite = None
         self._warned = False
+        self._pending = None                 # ∇U from the last energy() call, when energy_and_grad gave both
 
     def _check(self, value, method, shape, points):
         try:
@@ -289,14 +296,22 @@ class CheckedTarget:
         return arr
 
     def energy(self, z):
+        if self._both is not None or (self.training and not self.has_grad):
+            # one call for both (central differences include U(z) itself); grad at z follows
+            U, g = self.energy_and_grad(z)
+            self._pending = (z.copy(), g)
+            return U
         return self._check(self.target.energy(np.array(z)), "energy", z.shape[:1], z)
 
-    def grad(self, z):
+    def grad(self, z, typical=None):
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0].shape == z.shape and np.array_equal(pending[0], z):
+            return pending[1]
         if self._both is not None:
             return self.energy_and_grad(z)[1]
         if self._grad is not None:
             return self._check(self._grad(np.array(z)), "grad", z.shape, z)
-        return self.energy_and_grad(z)[1]
+        return self.energy_and_grad(z, typical)[1]
 
     def energy_and_grad(self, z, typical=None):
         """(U (N,), ∇U (N, d)); ``typical`` (d,): each coordinate's spread, for central differences."""
@@ -310,8 +325,13 @@ class CheckedTarget:
             return self.energy(z), self.grad(z)
         from .user_targets import central_gradient, warn_numerical
         warn_numerical(self)
+
+        def energy(x):
+            return self._check(self.target.energy(np.array(x)), "energy", x.shape[:1], x)
+
         with np.errstate(all="ignore"):
-            U, g = central_gradient(self.energy, np.asarray(z, dtype=np.float64), typical)
+            U, g = central_gradient(energy, np.asarray(z, dtype=np.float64),
+                                    self.typical if typical is None else typical)
         return U, self._check(g, "energy (its central differences)", z.shape, z)
 
 

@@ -1,0 +1,151 @@
+"""Real posteriors with exact answers: the yardstick for a researcher's use of planarflow.
+
+Each function returns a ``Target`` (tools/user_targets.py: ``dim``, ``energy``, ``grad``,
+``names``) on an unconstrained space, and the exact posterior means and standard deviations of
+its coordinates — in closed form, or by quadrature in one or two dimensions — so that an estimate
+can be judged by how far it is from the truth, in posterior standard deviations.
+
+    eight_schools()         Rubin's (1981) hierarchical model, non-centred: μ, log τ, η₁…η₈ (d = 10);
+                            a half-Cauchy prior on τ gives log τ a long left tail
+    regression(...)         y = β₀ + β₁·x + ε, ε ~ N(0, σ²), flat priors on β and log σ (d = 3):
+                            an exact Student-t posterior for β and a scaled inverse-χ² for σ²;
+                            its arguments make it a regression in dollars (β₁ ≈ −6·10⁴ ± 10⁴),
+                            one on an uncentred predictor (correlation −0.99) or one known to 10⁻³
+
+``energy_only=True`` gives the same target without its gradient (planarflow then differentiates
+it by central differences).
+"""
+
+import numpy as np
+
+from .user_targets import Target
+
+SCHOOLS_Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])      # Rubin (1981), table 1
+SCHOOLS_SIGMA = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+
+def eight_schools(grid=(1400, 1600), energy_only=False):
+    """The eight schools, non-centred: θⱼ = μ + τ·ηⱼ, yⱼ ~ N(θⱼ, σⱼ²), ηⱼ ~ N(0, 1), μ ~ N(0, 5²),
+    τ ~ half-Cauchy(0, 5), with coordinates z = (μ, log τ, η₁, …, η₈):
+
+        U = Σⱼ ½((yⱼ − μ − τηⱼ)/σⱼ)² + ½ Σⱼ ηⱼ² + ½(μ/5)² + log(1 + (τ/5)²) − log τ
+
+    (the last term is the Jacobian of τ = e^{log τ}). Truth: integrating the ηⱼ out gives
+    yⱼ ~ N(μ, σⱼ² + τ²), so p(μ, log τ | y) is a 2-D density summed on a grid, and given (μ, τ)
+    each ηⱼ is normal with mean V·(yⱼ − μ)/(σⱼ²·τ) and variance V/τ², V = 1/(1/σⱼ² + 1/τ²).
+    Returns (target, mean (10,), sd (10,)).
+    """
+    y, s2 = SCHOOLS_Y, SCHOOLS_SIGMA ** 2
+
+    def energy_and_grad(z):
+        mu, log_tau, eta = z[:, 0], z[:, 1], z[:, 2:]
+        tau = np.exp(log_tau)
+        r = (y - mu[:, None] - tau[:, None] * eta) / s2                  # (N, 8)
+        U = (0.5 * (r * r * s2).sum(axis=1) + 0.5 * (eta * eta).sum(axis=1) + 0.5 * (mu / 5.0) ** 2
+             + np.log1p((tau / 5.0) ** 2) - log_tau)
+        g = np.empty_like(z)
+        g[:, 0] = -r.sum(axis=1) + mu / 25.0
+        g[:, 1] = -tau * (r * eta).sum(axis=1) + 2.0 * tau ** 2 / (25.0 + tau ** 2) - 1.0
+        g[:, 2:] = -tau[:, None] * r + eta
+        return U, g
+
+    def energy(z):
+        mu, log_tau, eta = z[:, 0], z[:, 1], z[:, 2:]
+        tau = np.exp(log_tau)
+        r = (y - mu[:, None] - tau[:, None] * eta) / SCHOOLS_SIGMA
+        return (0.5 * (r * r).sum(axis=1) + 0.5 * (eta * eta).sum(axis=1) + 0.5 * (mu / 5.0) ** 2
+                + np.log1p((tau / 5.0) ** 2) - log_tau)
+
+    target = (Target(10, energy, name="eight schools") if energy_only else
+              Target(10, energy_and_grad=energy_and_grad, name="eight schools"))
+    target.names = ["mu", "log_tau"] + [f"eta[{j + 1}]" for j in range(8)]
+    # truth: p(μ, s) on a grid, s = log τ, the ηⱼ integrated out analytically
+    mu = np.linspace(-40.0, 50.0, grid[0])
+    s = np.linspace(-25.0, 7.0, grid[1])
+    M, S = np.meshgrid(mu, s, indexing="ij")
+    tau2 = np.exp(2.0 * S)
+    var = s2[:, None, None] + tau2                                      # (8, mu, s)
+    log_p = (-0.5 * (M / 5.0) ** 2 - np.log1p(tau2 / 25.0) + S
+             - 0.5 * (((y[:, None, None] - M) ** 2) / var + np.log(var)).sum(axis=0))
+    w = np.exp(log_p - log_p.max())
+    w /= w.sum()
+    tau = np.sqrt(tau2)
+    V = 1.0 / (1.0 / s2[:, None, None] + 1.0 / tau2)
+    eta_mean = V * (y[:, None, None] - M) / (s2[:, None, None] * tau)    # E[ηⱼ | μ, τ, y]
+    eta_m2 = eta_mean ** 2 + V / tau2
+    mean = np.concatenate([[np.sum(w * M), np.sum(w * S)], (w * eta_mean).sum(axis=(1, 2))])
+    m2 = np.concatenate([[np.sum(w * M * M), np.sum(w * S * S)], (w * eta_m2).sum(axis=(1, 2))])
+    return target, mean, np.sqrt(m2 - mean ** 2)
+
+
+def digamma(x):
+    """ψ(x) for x > 0: the recurrence ψ(x) = ψ(x + 1) − 1/x up to x ≥ 10, then the asymptotic series."""
+    acc = 0.0
+    while x < 10.0:
+        acc -= 1.0 / x
+        x += 1.0
+    x2 = 1.0 / (x * x)
+    return acc + np.log(x) - 0.5 / x - x2 * (1 / 12 - x2 * (1 / 120 - x2 * (1 / 252 - x2 * (1 / 240 - x2 / 132))))
+
+
+def trigamma(x):
+    """ψ′(x) for x > 0: ψ′(x) = ψ′(x + 1) + 1/x² up to x ≥ 10, then the asymptotic series."""
+    acc = 0.0
+    while x < 10.0:
+        acc += 1.0 / (x * x)
+        x += 1.0
+    x2 = 1.0 / (x * x)
+    return acc + 1.0 / x + 0.5 * x2 + (1.0 / x) * x2 * (1 / 6 - x2 * (1 / 30 - x2 * (1 / 42 - x2 / 30)))
+
+
+CASES = {
+    # name: (n, x mean, x sd, β₀, β₁, σ)
+    "dollars": (20, 2.0, 0.5, 350_000.0, -61_000.0, 19_000.0),       # price against distance (km)
+    "uncentred": (500, 70.0, 10.0, 3.0, 0.5, 13.4),                 # corr(β₀, β₁) ≈ −0.99
+    "tight": (200, 0.0, 1.0, 0.7, -0.25, 0.014),                    # sd(β) ≈ 10⁻³
+}
+
+
+def regression(case, seed=0, energy_only=False):
+    """y = β₀ + β₁·x + ε with data drawn once (``seed``), flat priors on β and on s = log σ:
+
+        U(β, s) = n·s + Σᵢ (yᵢ − β₀ − β₁xᵢ)²/(2e^{2s})
+
+    Truth (X = [1 x], ν = n − 2, β̂ least squares, s̄² = ‖y − Xβ̂‖²/ν): β ~ t_ν(β̂, s̄²(XᵀX)⁻¹), so
+    E β = β̂ and Cov β = ν/(ν − 2)·s̄²(XᵀX)⁻¹; ν·s̄²/σ² ~ χ²_ν, so log σ = ½(log ν s̄² − log χ²_ν) with
+    E log χ²_ν = ψ(ν/2) + log 2 and Var log χ²_ν = ψ′(ν/2). Returns (target, mean (3,), sd (3,), corr of β).
+    """
+    n, xm, xs, b0, b1, sigma = CASES[case]
+    rng = np.random.default_rng(seed)
+    x = xm + xs * rng.standard_normal(n)
+    y = b0 + b1 * x + sigma * rng.standard_normal(n)
+
+    def energy_and_grad(z):
+        r = y - z[:, :1] - z[:, 1:2] * x                                  # (N, n)
+        inv = np.exp(-2.0 * z[:, 2])
+        rr = (r * r).sum(axis=1)
+        U = n * z[:, 2] + 0.5 * rr * inv
+        g = np.stack([-r.sum(axis=1) * inv, -(r * x).sum(axis=1) * inv, n - rr * inv], axis=1)
+        return U, g
+
+    def energy(z):
+        r = y - z[:, :1] - z[:, 1:2] * x
+        return n * z[:, 2] + 0.5 * (r * r).sum(axis=1) * np.exp(-2.0 * z[:, 2])
+
+    target = (Target(3, energy, name=f"regression ({case})") if energy_only else
+              Target(3, energy_and_grad=energy_and_grad, name=f"regression ({case})"))
+    target.names = ["beta0", "beta1", "log_sigma"]
+    X = np.column_stack([np.ones(n), x])
+    A = X.T @ X
+    beta = np.linalg.solve(A, X.T @ y)
+    nu = n - 2
+    s2 = np.sum((y - X @ beta) ** 2) / nu
+    cov = nu / (nu - 2.0) * s2 * np.linalg.inv(A)
+    mean = np.array([beta[0], beta[1], 0.5 * (np.log(nu * s2) - digamma(nu / 2.0) - np.log(2.0))])
+    sd = np.array([np.sqrt(cov[0, 0]), np.sqrt(cov[1, 1]), 0.5 * np.sqrt(trigamma(nu / 2.0))])
+    return target, mean, sd, cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+
+
+def judge(estimate, mean, sd):
+    """How far estimates are from the truth: (max |mean − truth| in posterior sds, max |sd/true sd − 1|)."""
+    return float(np.max(np.abs(estimate.mean - mean) / sd)), float(np.max(np.abs(estimate.sd / sd - 1.0)))
