@@ -322,12 +322,14 @@ class BestKeeper:
 
     Smoothed: an exponential moving average m ← m + (ℓ − m)/W, with W = max(10, min(200, steps/20)),
     and a running variance of ℓ around it, v; the average's standard error is √(v/(2W − 1)).
-    A member's parameters are copied whenever its average, after W steps at β = 1, is its lowest yet.
+    Every W/10 steps (the average barely moves in between), once W steps at β = 1 have passed, a
+    member's parameters are copied if its average is its lowest yet.
     """
 
     def __init__(self, members, steps, begin):
         P = members["u"].shape[0]
         self.W = max(10, min(200, steps // 20))
+        self.stride = max(1, self.W // 10)
         self.mean, self.var, self.count = np.zeros(P), np.zeros(P), 0
         self.best = np.full(P, np.inf)
         self.best_step = np.zeros(P, dtype=int)
@@ -342,15 +344,15 @@ class BestKeeper:
             self.mean, self.var = losses.copy(), np.zeros_like(losses)
         else:
             delta = losses - self.mean
-            self.mean = self.mean + delta / self.W
+            self.mean += delta / self.W
             self.var = (1.0 - 1.0 / self.W) * (self.var + delta * delta / self.W)
         self.count += 1
-        if self.count >= self.W:
+        if self.count >= self.W and self.count % self.stride == 0:
             better = self.mean < self.best
             if better.any():
                 for k, v in members.items():
-                    self.params[k][better] = v[better]
-                self.best[better] = self.mean[better]
+                    np.copyto(self.params[k], v, where=better.reshape((-1,) + (1,) * (v.ndim - 1)))
+                self.best = np.where(better, self.mean, self.best)
                 self.best_step[better] = t + 1
 
     def any_best(self):

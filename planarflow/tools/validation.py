@@ -173,21 +173,20 @@ def check_params(params, name="params"):
 def param_domain_violation(params):
     """For parameters known to be float64 arrays of the right shapes, with or without a leading
     member axis: a description of the first way they leave the domain, or None (the training
-    loop's check)."""
-    u, w, b = params["u"], params["w"], params["b"]
-    if not all(np.isfinite(v).all() for v in params.values()):
-        return "a parameter is not finite"
-    big = max(np.abs(v).max() for v in params.values())
-    if big > MAX_ABS:
-        return f"a parameter reached {big:.3g} (the domain ends at {MAX_ABS:g})"
-    sq = (w * w).sum(axis=-1)
-    if sq.min() < MIN_W_NORM ** 2:
-        return f"‖w‖ fell to {np.sqrt(sq.min()):.3g} (the domain ends at {MIN_W_NORM:g})"
-    wtu = (w * u).sum(axis=-1)
-    if wtu.min() < MIN_WTU:
-        return f"wᵀu fell to {wtu.min():.4g} (the domain ends at {MIN_WTU:g}: a singular layer)"
-    if "log_sigma" in params and np.abs(params["log_sigma"]).max() > MAX_LOG_SIGMA:
-        return f"a base scale log σ reached {np.abs(params['log_sigma']).max():.4g} (the domain ends at ±{MAX_LOG_SIGMA:g})"
+    loop's check, every step: one reduction per array, and two for the constraint)."""
+    for k, v in params.items():
+        big = np.abs(v).max()
+        if not big <= (MAX_LOG_SIGMA if k == "log_sigma" else MAX_ABS):      # NaN fails it too
+            return (f"params[{k!r}] is not finite" if not np.isfinite(big) else
+                    f"params[{k!r}] reached {big:.4g} (the domain ends at "
+                    f"{MAX_LOG_SIGMA if k == 'log_sigma' else MAX_ABS:g})")
+    w, u = params["w"], params["u"]
+    sq = np.einsum("...kd,...kd->...k", w, w).min()
+    if sq < MIN_W_NORM ** 2:
+        return f"‖w‖ fell to {np.sqrt(sq):.3g} (the domain ends at {MIN_W_NORM:g})"
+    wtu = np.einsum("...kd,...kd->...k", w, u).min()
+    if wtu < MIN_WTU:
+        return f"wᵀu fell to {wtu:.4g} (the domain ends at {MIN_WTU:g}: a singular layer)"
     return None
 
 
