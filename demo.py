@@ -14,9 +14,10 @@ import sys
 import time
 
 from planarflow import save
-from planarflow.tools.experiment import (KS, RECIPES, TARGETS, WorkerFailed, check_job, make_jobs,
-                                         recipe_summary, run_jobs, stages, true_densities)
+from planarflow.tools.experiment import (KS, RECIPES, TARGETS, WorkerFailed, check_job, check_save_dir,
+                                         make_jobs, recipe_summary, run_jobs, stages, true_densities)
 from planarflow.tools.io import check_output_path
+from planarflow.tools.progress import isatty, say, write
 from planarflow.tools.training import MAX_STEPS
 
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
@@ -128,26 +129,13 @@ def parse_args(argv=None):
         for path in outputs(args.out).values():
             check_output_path(path, "--out")
         if args.save_dir is not None:
-            check_save_dir(args.save_dir, args.targets, args.K)
+            check_save_dir(args.save_dir, [f"{name}_K{K}.npz" for name in args.targets for K in args.K])
         args.jobs = jobs_for(args)
         for job in args.jobs:
             check_job(job)
     except (ValueError, OSError) as exc:
         p.error(str(exc).replace("batch_size", "--batch-size"))
     return args
-
-
-def check_save_dir(folder, targets, Ks):
-    if not folder:
-        raise ValueError("--save-dir: expected a folder name, got ''")
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ValueError(f"--save-dir: {folder!r} exists and is not a folder")
-    if os.path.isdir(folder):
-        for name in targets:
-            for K in Ks:
-                check_output_path(os.path.join(folder, f"{name}_K{K}.npz"), "--save-dir")
-    else:
-        check_output_path(os.path.join(folder), "--save-dir")      # its parent must be writable
 
 
 def jobs_for(args):
@@ -157,14 +145,6 @@ def jobs_for(args):
                      grid_n=quick.get("grid_n", 200), kl_samples=quick.get("kl_samples", 100_000),
                      layers_target=args.layers_target, layers_grid_n=quick.get("layers_grid_n", 100),
                      engine=args.engine, recipe_name=args.recipe)
-
-
-def say(text=""):
-    """print, but a closed stdout (python demo.py | head -1) only stops the printing, not the run."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def plural(n, word):
@@ -196,7 +176,8 @@ def run(args):
     for job, r in zip(jobs, results):
         tail = r["history"]["loss"][-max(1, len(r["history"]["loss"]) // 50):]
         note = "" if r["diverged"] is None else f"   diverged at step {r['diverged']}: last valid parameters"
-        say(f"{r['name']:>6} {r['K']:3d} {stages(job):>23}   {tail.mean() if tail.size else float('nan'):+10.4f}"
+        final = f"{tail.mean():+10.4f}" if tail.size else f"{'—':>10}"          # no step completed
+        say(f"{r['name']:>6} {r['K']:3d} {stages(job):>23}   {final}"
             f"   {-r['log_z']:+12.4f}   {r['kl']:.4f} ± {r['stderr']:.4f}   {r['ess']:6.3f}  {r['k_hat']:5.2f}"
             f"   {r['seconds']:7.1f}{note}")
 
@@ -240,11 +221,11 @@ def main(argv=None):
     try:
         return run(args)
     except KeyboardInterrupt:
-        sys.stderr.write(("\n" if sys.stderr.isatty() else "") + "demo.py: interrupted; figures already "
-                         "written are complete, none is half-written\n")
+        write(sys.stderr, ("\n" if isatty(sys.stderr) else "") + "demo.py: interrupted; figures already "
+              "written are complete, none is half-written\n")
         return 130
     except WorkerFailed as exc:
-        sys.stderr.write(f"demo.py: {exc}\n")
+        write(sys.stderr, f"demo.py: {exc}\n")
         return 1
 
 

@@ -15,7 +15,8 @@ import numpy as np
 def numerical_gradient(f, x, h=1e-5):
     """Central-difference gradient of a scalar function ``f`` at the array ``x``.
 
-    ``x`` is perturbed one entry at a time, in place, and restored; f(x) must return a number.
+    ``x`` is perturbed one entry at a time, in place, and restored — also when f raises; f(x) must
+    return a number.
     Returns an array with the shape and dtype of ``x``.
 
     ``x`` may be float64 or np.longdouble. Where a gradient is tiny next to the function's
@@ -29,11 +30,13 @@ def numerical_gradient(f, x, h=1e-5):
     for _ in it:
         i = it.multi_index
         old = x[i]
-        x[i] = old + h
-        f_plus = f(x)
-        x[i] = old - h
-        f_minus = f(x)
-        x[i] = old
+        try:
+            x[i] = old + h
+            f_plus = f(x)
+            x[i] = old - h
+            f_minus = f(x)
+        finally:
+            x[i] = old                      # restored even if f raises (or Ctrl-C)
         grad[i] = (f_plus - f_minus) / (2 * h)
     return grad
 

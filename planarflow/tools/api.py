@@ -404,7 +404,19 @@ def numerical_gradient(f, x, h=1e-5):
     h = as_float(h, "h", low=0.0, low_open=True, high=1e100)
     if not np.all(np.isfinite(x)):
         raise ValueError("x: expected finite values")
-    return gradcheck.numerical_gradient(f, x, h)
+
+    def number(x_):
+        """f's value, checked: a real number, finite."""
+        value = f(x_)
+        if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
+            value = value.reshape(())[()]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"f: expected it to return a real number, got {describe(value)}")
+        if not np.isfinite(value):
+            raise ValueError(f"f: returned {value} at a point x ± h; central differences need finite values")
+        return value
+
+    return gradcheck.numerical_gradient(number, x, h)
 
 
 def rel_error(a, b):

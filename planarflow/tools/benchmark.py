@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from .progress import say
+
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -111,8 +113,6 @@ def base_placement(seeds=(0, 1)):
     import contextlib
     import warnings
 
-    import numpy as np
-
     from .. import reference
     from .api import posterior
     from .posteriors import eight_schools, judge, regression
@@ -166,10 +166,10 @@ def posterior_table():
     from .posteriors import eight_schools, judge, regression
     from .training import fit
 
-    print("fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(params, target, 20 000):")
-    print("errors against the exact posterior — means in posterior sds, sds relative — for the")
-    print("reweighted estimate and, in brackets, for the flow's draws as they are")
-    print("  posterior              gradient     fit (s)     k̂   mean error        sd error")
+    say("fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(params, target, 20 000):")
+    say("errors against the exact posterior — means in posterior sds, sds relative — for the")
+    say("reweighted estimate and, in brackets, for the flow's draws as they are")
+    say("  posterior              gradient     fit (s)     k̂   mean error        sd error")
     for energy_only in (False, True):
         cases = [("eight schools", *eight_schools(energy_only=energy_only))]
         cases += [(f"regression, {c}", *regression(c, energy_only=energy_only)[:3])
@@ -184,14 +184,26 @@ def posterior_table():
             raw = sample(params, 20_000, rng=1)[0]
             dm, ds = judge(post, mean, sd)
             rm, rs = np.max(np.abs(raw.mean(axis=0) - mean) / sd), np.max(np.abs(raw.std(axis=0) / sd - 1))
-            print(f"  {name:22} {'differences' if energy_only else 'by hand':11} {seconds:8.1f}  {post.k_hat:5.2f}"
-                  f"   {dm:.3f} ({rm:.3f})   {ds:.3f} ({rs:.3f})", flush=True)
+            say(f"  {name:22} {'differences' if energy_only else 'by hand':11} {seconds:8.1f}  {post.k_hat:5.2f}"
+                  f"   {dm:.3f} ({rm:.3f})   {ds:.3f} ({rs:.3f})")
+
+
+def _at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+    return parse
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m planarflow.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-demo", action="store_true", help="skip the end-to-end demo run")
-    parser.add_argument("--steps", type=int, default=300, help="timed steps per configuration")
+    parser.add_argument("--steps", type=_at_least(10), default=300, help="timed steps per configuration (at least 10)")
     parser.add_argument("--placement", action="store_true",
                         help="only the measurement of where the learnable base goes (about a minute)")
     parser.add_argument("--posteriors", action="store_true",
@@ -202,21 +214,21 @@ def main(argv=None):
         posterior_table()
         return
     if args.placement:
-        print("The learnable base after the planar layers (planarflow) or before them (the paper's")
-        print("q₀ = N(μ, LLᵀ)): fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(…, 20 000)")
-        print("  base    posterior       seed   final loss     k̂   mean error (sd)   sd error")
+        say("The learnable base after the planar layers (planarflow) or before them (the paper's")
+        say("q₀ = N(μ, LLᵀ)): fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(…, 20 000)")
+        say("  base    posterior       seed   final loss     k̂   mean error (sd)   sd error")
         for where, name, seed, loss, k_hat, dm, ds in base_placement():
-            print(f"  {where:6}  {name:14}  {seed:4d}   {loss:10.4f}  {k_hat:5.2f}   {dm:15.3f}   {ds:8.3f}")
+            say(f"  {where:6}  {name:14}  {seed:4d}   {loss:10.4f}  {k_hat:5.2f}   {dm:15.3f}   {ds:8.3f}")
         return
     _single_threaded_blas()
 
     import numpy as np
 
     Ks, batches = (2, 8, 32), (256, 1024, 4096)
-    print("One training step (noise + loss + gradient + Adam) on the fused engine, float64,")
-    print("1 BLAS thread, target U4")
-    print("median ms per step (10th percentile in brackets)\n")
-    print("   K " + "".join(f"{f'batch {n}':>20}" for n in batches))
+    say("One training step (noise + loss + gradient + Adam) on the fused engine, float64,")
+    say("1 BLAS thread, target U4")
+    say("median ms per step (10th percentile in brackets)\n")
+    say("   K " + "".join(f"{f'batch {n}':>20}" for n in batches))
     med = np.zeros((len(Ks), len(batches)))
     for i, K in enumerate(Ks):
         cells = []
@@ -224,53 +236,53 @@ def main(argv=None):
             t = step_times(K, n, steps=args.steps) * 1e3
             med[i, j] = np.median(t)
             cells.append(f"{med[i, j]:9.3f} ({np.percentile(t, 10):6.3f})")
-        print(f"{K:4d} " + "".join(f"{c:>20}" for c in cells))
+        say(f"{K:4d} " + "".join(f"{c:>20}" for c in cells))
 
     # cost ≈ α + β·K + γ·batch + δ·K·batch, fitted by least squares to the nine medians
     KK, NN = np.meshgrid(np.array(Ks, float), np.array(batches, float), indexing="ij")
     A = np.column_stack([np.ones(KK.size), KK.ravel(), NN.ravel() / 1000, KK.ravel() * NN.ravel() / 1000])
     coef, *_ = np.linalg.lstsq(A, med.ravel(), rcond=None)
-    print("\nHow the cost grows (least-squares fit to the medians above, ms):")
-    print(f"  step ≈ {coef[0]:.3f} + {coef[1]:.4f}·K + {coef[2]:.3f}·(batch/1000) + {coef[3]:.4f}·K·(batch/1000)")
-    print(f"  per layer at batch 1024: {coef[1] + 1.024 * coef[3]:.4f} ms;"
+    say("\nHow the cost grows (least-squares fit to the medians above, ms):")
+    say(f"  step ≈ {coef[0]:.3f} + {coef[1]:.4f}·K + {coef[2]:.3f}·(batch/1000) + {coef[3]:.4f}·K·(batch/1000)")
+    say(f"  per layer at batch 1024: {coef[1] + 1.024 * coef[3]:.4f} ms;"
           f"  per 1000 samples at K = 32: {coef[2] + 32 * coef[3]:.3f} ms")
-    print(f"  K = 32, batch 1024: {med[2, 1]:.3f} ms per step")
+    say(f"  K = 32, batch 1024: {med[2, 1]:.3f} ms per step")
     t = step_times(32, 1024, steps=3 * args.steps) * 1e3
-    print(f"  again, {3 * args.steps} steps: median {np.median(t):.3f}, 10th percentile "
+    say(f"  again, {3 * args.steps} steps: median {np.median(t):.3f}, 10th percentile "
           f"{np.percentile(t, 10):.3f}, fastest {t.min():.3f} ms")
     e = machine_noise() * 1e6
-    print(f"  this machine's own noise: one fixed NumPy call (exp of 1024 numbers) took median "
+    say(f"  this machine's own noise: one fixed NumPy call (exp of 1024 numbers) took median "
           f"{np.median(e):.2f} µs, 10th percentile {np.percentile(e, 10):.2f}, 90th {np.percentile(e, 90):.2f}")
 
-    print("\nA population (fit(..., population=P): P flows in one fused step, as the demo's recipe")
-    print("trains K ≤ 16), P × 256 samples, against P separate steps of one flow at batch 256:")
+    say("\nA population (fit(..., population=P): P flows in one fused step, as the demo's recipe")
+    say("trains K ≤ 16), P × 256 samples, against P separate steps of one flow at batch 256:")
     for K, P in ((2, 32), (2, 8), (8, 16)):
         t = np.median(step_times(K, 256, steps=args.steps // 2, population=P)) * 1e3
-        print(f"  K = {K}, P = {P}: {t:.3f} ms per step = {t / med[Ks.index(K), 0]:.1f} single steps "
+        say(f"  K = {K}, P = {P}: {t:.3f} ms per step = {t / med[Ks.index(K), 0]:.1f} single steps "
               f"for {P} flows")
 
     from .api import Gaussian
 
-    print("\nThe two engines, K = 32, batch 1024, ms per step (median): the reference (reference.py,")
-    print("fit's default) and the fused engine, against the dimension d (a standard Gaussian target):")
-    print("      d   reference       fused   reference / fused")
+    say("\nThe two engines, K = 32, batch 1024, ms per step (median): the reference (reference.py,")
+    say("fit's default) and the fused engine, against the dimension d (a standard Gaussian target):")
+    say("      d   reference       fused   reference / fused")
     for d in (2, 8, 32, 100, 200):
         n = max(20, args.steps // (1 if d <= 8 else 10))
         target = Gaussian(np.zeros(d), np.ones(d))
         t_ref = np.median(step_times(32, 1024, steps=n, warmup=5, engine="reference", target=target)) * 1e3
         t_fused = np.median(step_times(32, 1024, steps=n, warmup=5, target=target)) * 1e3
-        print(f"  {d:5d}   {t_ref:9.3f}   {t_fused:9.3f}   {t_ref / t_fused:17.1f}")
+        say(f"  {d:5d}   {t_ref:9.3f}   {t_fused:9.3f}   {t_ref / t_fused:17.1f}")
 
     if not args.no_demo:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         if not os.path.exists(os.path.join(root, "demo.py")):
-            print("\n(demo.py not found beside the package: end-to-end runs skipped)")
+            say("\n(demo.py not found beside the package: end-to-end runs skipped)")
             return
         seconds, peak_mb = demo_run(root)
-        print(f"\n`python demo.py` (no flags, {os.cpu_count()} cores): {seconds:.1f} s wall, "
+        say(f"\n`python demo.py` (no flags, {os.cpu_count()} cores): {seconds:.1f} s wall, "
               f"peak memory {peak_mb:.0f} MB (all its processes together)")
         ref_seconds, ref_mb = demo_run(root, "--engine", "reference")
-        print(f"`python demo.py --engine reference`: {ref_seconds:.1f} s wall ({ref_seconds / seconds:.1f}× the "
+        say(f"`python demo.py --engine reference`: {ref_seconds:.1f} s wall ({ref_seconds / seconds:.1f}× the "
               f"fused engine's), peak memory {ref_mb:.0f} MB")
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from .. import reference
 from .api import get_target, init_params, kl_divergence, log_partition, numerical_gradient, rel_error, reverse_kl, sample
 from .experiment import uniform_start
+from .progress import say
 from .training import FitWarning, TrainingDiverged, fit
 
 
@@ -126,34 +127,40 @@ def without_wall(marks=(1000, 3000, 6000), K=16, batch_size=512):
     return losses, -log_partition(get_target("U2")), tuple(np.percentile(z[:, 0], [1, 99]))
 
 
-def main():
-    print("1. ∂L/∂b of reverse_kl against central differences:")
-    print(f"   rel_error = {gradient_check():.1e}")
-    with edited(planar_backward=flipped_logdet_sign()):
-        print(f"   with the log-det's sign flipped in reference.planar_backward: rel_error = {gradient_check():.1e}")
+def main(argv=None):
+    import argparse
 
-    print("2. U1, K = 8, lr = 0.1, ten seeds, with and without the û constraint:")
+    argparse.ArgumentParser(prog="python -m planarflow.exercises",
+                            description="Run the README's exercises for a course and print what this machine "
+                                        "observes (about a minute); tests/test_exercises.py checks the README's "
+                                        "ranges against the same functions.").parse_args(argv)
+    say("1. ∂L/∂b of reverse_kl against central differences:")
+    say(f"   rel_error = {gradient_check():.1e}")
+    with edited(planar_backward=flipped_logdet_sign()):
+        say(f"   with the log-det's sign flipped in reference.planar_backward: rel_error = {gradient_check():.1e}")
+
+    say("2. U1, K = 8, lr = 0.1, ten seeds, with and without the û constraint:")
     for constrained in (True, False):
         outcomes = train(constrained)
         diverged = [value for what, value in outcomes if what == "diverged"]
         finished = [value for what, value in outcomes if what == "finished"]
-        print(f"   {'with' if constrained else 'without':>7}: {len(diverged)} of {len(outcomes)} stopped with "
+        say(f"   {'with' if constrained else 'without':>7}: {len(diverged)} of {len(outcomes)} stopped with "
               f"TrainingDiverged" + (f" (at steps {min(diverged)}–{max(diverged)})" if diverged else "")
               + (f"; the {len(finished)} finished have smallest wᵀû from {min(finished):.2f} to "
                  f"{max(finished):.2f}" if finished else ""))
 
-    print("3. U1, K = 8, 2000 steps from the start u, w, b ~ U(0, 1), ten seeds:")
+    say("3. U1, K = 8, 2000 steps from the start u, w, b ~ U(0, 1), ten seeds:")
     for anneal in (0, 700):
         kls = annealing(anneal)
         lost = sum(k > LOBE_LOST for k in kls)
-        print(f"   anneal_steps = {anneal:4d}: KL " + " ".join(f"{k:.2f}" for k in kls)
+        say(f"   anneal_steps = {anneal:4d}: KL " + " ".join(f"{k:.2f}" for k in kls)
               + f"  — {lost} of 10 near log 2 = 0.69 (a lobe lost)")
 
-    print("4. U2 without the box wall (box=None), K = 16:")
+    say("4. U2 without the box wall (box=None), K = 16:")
     losses, floor, (lo, hi) = without_wall()
     marks = ", ".join(f"{loss:+.3f} at step {m}" for loss, m in zip(losses, (1000, 3000, 6000)))
-    print(f"   loss {marks}; the boxed target's floor is −log Z = {floor:.3f}")
-    print(f"   98% of the samples have z₁ in [{lo:.1f}, {hi:.1f}]: the flow stretches beyond (−4, 4)")
+    say(f"   loss {marks}; the boxed target's floor is −log Z = {floor:.3f}")
+    say(f"   98% of the samples have z₁ in [{lo:.1f}, {hi:.1f}]: the flow stretches beyond (−4, 4)")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 
 from .api import get_target, importance_log_z, kl_divergence, log_partition
 from .plotting import flow_density_on_grid, target_density_on_grid
-from .progress import Progress
+from .progress import Progress, say
 from .training import TrainingDiverged, fit
 
 TARGETS = ("U1", "U2", "U3", "U4")
@@ -426,14 +426,14 @@ def cell(r):
 def print_table(results, seeds, recipes, Ks):
     """Rows (recipe, target, K); per seed: KL ± standard error, ESS/n and k̂."""
     by_key = {(r["recipe"], r["name"], r["K"], r["seed"]): r for r in results}
-    print("\nKL (nats) ± standard error, ESS/n and k̂ of each fit (! = diverged, scored from its last"
+    say("\nKL (nats) ± standard error, ESS/n and k̂ of each fit (! = diverged, scored from its last"
           " valid parameters)")
-    print(f"{'recipe':>10} {'target':>6} {'K':>3}  " + "".join(f"  {'seed ' + str(s) + ': KL ± se, ESS/n, k̂':<27}" for s in seeds))
+    say(f"{'recipe':>10} {'target':>6} {'K':>3}  " + "".join(f"  {'seed ' + str(s) + ': KL ± se, ESS/n, k̂':<27}" for s in seeds))
     for rec in recipes:
         for name in TARGETS:
             for K in Ks:
                 if (rec, name, K, seeds[0]) in by_key:
-                    print(f"{rec:>10} {name:>6} {K:3d}  " + "".join(f"  {cell(by_key[(rec, name, K, s)]):<27}" for s in seeds))
+                    say(f"{rec:>10} {name:>6} {K:3d}  " + "".join(f"  {cell(by_key[(rec, name, K, s)]):<27}" for s in seeds))
 
 
 def check_monotone(results, seeds, Ks, slack=0.01):
@@ -444,9 +444,9 @@ def check_monotone(results, seeds, Ks, slack=0.01):
            for name in TARGETS for s in seeds for K, K2 in pairs
            if (name, K, s) in by_key and by_key[(name, K2, s)] > by_key[(name, K, s)] + slack]
     n = sum(1 for name in TARGETS for s in seeds for K, K2 in pairs if (name, K, s) in by_key)
-    print(f"\nDoubling K (planarflow's recipe): KL(2K) ≤ KL(K) + {slack} nats in {n - len(bad)} of {n} cases")
+    say(f"\nDoubling K (planarflow's recipe): KL(2K) ≤ KL(K) + {slack} nats in {n - len(bad)} of {n} cases")
     for line in bad:
-        print(line)
+        say(line)
 
 
 def check_against_reference(results, margin=0.02):
@@ -461,13 +461,13 @@ def check_against_reference(results, margin=0.02):
     mine = [r for r in results if r["recipe"] == "planarflow" and (r["name"], r["K"]) in ref]
     bar = {key: float(np.median(kls)) + margin for key, kls in ref.items()}
     above = [r for r in mine if r["kl"] > bar[(r["name"], r["K"])]]
-    print(f"\nplanarflow's recipe against the PyTorch implementation's (20 000 steps of 4096, run in "
+    say(f"\nplanarflow's recipe against the PyTorch implementation's (20 000 steps of 4096, run in "
           f"planarflow): {len(mine) - len(above)} of {len(mine)} fits within the median of its KL over "
           f"the seeds + {margin} nats")
-    print("  target   K   PyTorch recipe: median + " + f"{margin}" + "   planarflow's recipe: worst seed")
+    say("  target   K   PyTorch recipe: median + " + f"{margin}" + "   planarflow's recipe: worst seed")
     for key in sorted(bar, key=lambda k: (k[1], k[0])):
         worst = max(r["kl"] for r in mine if (r["name"], r["K"]) == key)
-        print(f"  {key[0]:>6} {key[1]:3d}   {bar[key]:28.4f}   {worst:21.4f}" + ("  ✗" if worst > bar[key] else ""))
+        say(f"  {key[0]:>6} {key[1]:3d}   {bar[key]:28.4f}   {worst:21.4f}" + ("  ✗" if worst > bar[key] else ""))
 
 
 def run_experiment(seeds, recipes, Ks, targets=TARGETS, workers=2, save_dir=None, out=None, progress=True,
@@ -486,7 +486,7 @@ def run_experiment(seeds, recipes, Ks, targets=TARGETS, workers=2, save_dir=None
         check_job(job)
     start = time.perf_counter()
     results = run_jobs(jobs, workers=workers, progress=progress)
-    print(f"{len(jobs)} fits in {time.perf_counter() - start:.0f} s on {min(workers, len(jobs))} processes")
+    say(f"{len(jobs)} fits in {time.perf_counter() - start:.0f} s on {min(workers, len(jobs))} processes")
     print_table(results, seeds, recipes, sorted({job["K"] for job in jobs}))
     check_monotone(results, seeds, sorted(Ks))
     if "reference" in recipes and "planarflow" in recipes:
@@ -496,14 +496,40 @@ def run_experiment(seeds, recipes, Ks, targets=TARGETS, workers=2, save_dir=None
 
         os.makedirs(save_dir, exist_ok=True)
         for r in results:
-            suffix = "" if r["recipe"] == "planarflow" else "_" + r["recipe"]
-            save(os.path.join(save_dir, f"{r['name']}_K{r['K']}_seed{r['seed']}{suffix}.npz"), r["params"])
+            save(os.path.join(save_dir, flow_file(r["name"], r["K"], r["seed"], r["recipe"])), r["params"])
     if out is not None:
         from .plotting import kl_vs_k
 
         kl_vs_k(results, targets, out)
-        print(f"\nFigure: {out}")
+        say(f"\nFigure: {out}")
     return results
+
+
+def flow_file(name, K, seed, recipe_name):
+    """The file name --save-dir gives one fit."""
+    return f"{name}_K{K}_seed{seed}" + ("" if recipe_name == "planarflow" else "_" + recipe_name) + ".npz"
+
+
+def flow_files(seeds, recipes, Ks, targets=TARGETS):
+    return [flow_file(name, K, seed, rec) for rec in recipes for seed in seeds for name in targets
+            for K in (Ks if rec == "planarflow" or Ks != KL_VS_K else [K for K in Ks if K in REFERENCE_KS])]
+
+
+def check_save_dir(folder, names, flag="--save-dir"):
+    """Before any work: ``folder`` is a folder that can be made or written, and every file to be
+    written in it (``names``) can be written there — a folder or a read-only file in the way is
+    reported now, not after the fits."""
+    from .io import check_output_path
+
+    if not folder:
+        raise ValueError(f"{flag}: expected a folder name, got ''")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{flag}: {folder!r} exists and is not a folder")
+    if os.path.isdir(folder):
+        for name in names:
+            check_output_path(os.path.join(folder, name), flag)
+    else:
+        check_output_path(os.path.normpath(folder), flag)        # its parent must be writable
 
 
 def main(argv=None):
@@ -539,12 +565,11 @@ def main(argv=None):
         from .io import check_output_path
 
         if out is not None:
+            if os.path.splitext(out)[1].lower() not in (".png", ".pdf", ".svg"):
+                raise ValueError(f"--out: expected a file name ending in .png, .pdf or .svg, got {out!r}")
             check_output_path(out, "--out")
         if args.save_dir is not None:
-            if not args.save_dir or (os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir)):
-                raise ValueError(f"--save-dir: expected a folder, got {args.save_dir!r}")
-            if not os.path.isdir(args.save_dir):
-                check_output_path(args.save_dir, "--save-dir")
+            check_save_dir(args.save_dir, flow_files(args.seeds, args.recipe, Ks))
     except (ValueError, OSError) as exc:
         problems.append(str(exc))
     if problems:

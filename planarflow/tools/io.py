@@ -234,7 +234,17 @@ def _check_zip_directory(f, path, expected):
 
 def _read_npz(path, expected, name="path", optional=None):
     """Read exactly the arrays of ``expected`` (name -> dtype) from the .npz at ``path``, and
-    those of ``optional`` it holds (each group of ``optional`` all or none: a tuple of dicts)."""
+    those of ``optional`` it holds (each group of ``optional`` all or none: a tuple of dicts).
+    A file that cannot be read as it claims (a /proc file, an I/O error) is a ValueError naming it."""
+    try:
+        return _read_npz_unchecked(path, expected, name, optional)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{name}: cannot read {path!r} ({exc.strerror or exc})") from None
+
+
+def _read_npz_unchecked(path, expected, name, optional):
     optional = optional or ()
     allowed = dict(expected)
     for group in optional:

@@ -34,7 +34,6 @@ raises ModeNotFound with what was seen; ``fit`` then says so and starts at N(0, 
 
 import numpy as np
 
-from .validation import describe
 
 MAX_ITER = 200
 DECREMENT_TOL = 1e-10        # nats: half the predicted decrease left at the mode
@@ -232,7 +231,3 @@ class Frame:
 def frame_typical(S):
     """Each x coordinate's typical size in a frame: the length of its row of S (its spread)."""
     return np.sqrt((S * S).sum(axis=1))
-
-
-def describe_mode(mode):
-    return describe(mode)

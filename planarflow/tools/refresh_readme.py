@@ -66,9 +66,29 @@ def replace_block(text, name, body):
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(3), text)
 
 
-def main(names=None):
-    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m planarflow.refresh_readme",
+        description="Regenerate README.md's numbers and pictures (run from the repository's top folder; "
+                    "about half an hour): every generated block, the code it shows, the figures in docs/, and "
+                    "the code fingerprint that tests/test_readme.py checks.")
+    parser.add_argument("blocks", nargs="*", metavar="BLOCK",
+                        help=f"regenerate only these blocks ({', '.join(COMMANDS)}); the fingerprint is then "
+                             f"left as it is")
+    args = parser.parse_args(argv)
+    unknown = [b for b in args.blocks if b not in COMMANDS]
+    if unknown:
+        parser.error(f"unknown block {unknown[0]!r}; choose from {', '.join(COMMANDS)}")
     path = os.path.join(ROOT, "README.md")
+    for need in (path, os.path.join(ROOT, "demo.py")):
+        if not os.path.isfile(need):
+            parser.error(f"{need} not found: run this from a checkout of the repository")
+    if not os.access(path, os.W_OK) or not os.access(ROOT, os.W_OK):
+        parser.error(f"{path} (or its folder) is not writable")
+    names = args.blocks
+    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
     with open(path, encoding="utf-8") as f:
         text = f.read()
     for name, cmd in COMMANDS.items():
@@ -76,19 +96,18 @@ def main(names=None):
             continue
         out = run(cmd)
         text = replace_block(text, name, f"```\n$ {' '.join(cmd)}\n{out}\n```")
-    for name, path in SOURCES.items():            # code the README shows, copied from its file
-        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+    for name, source_path in SOURCES.items():      # code the README shows, copied from its file
+        with open(os.path.join(ROOT, source_path), encoding="utf-8") as f:
             source = f.read().split('"""\n', 1)[-1].strip("\n")       # without the module docstring
         text = replace_block(text, name, f"```python\n{source}\n```")
-    if names:                      # a partial refresh leaves the fingerprint (and the test) alone
-        with open(path, "w", encoding="utf-8") as f:
+    if not names:                  # a partial refresh leaves the fingerprint (and the test) alone
+        text = replace_block(text, "fingerprint", f"Numbers above were generated from code fingerprint "
+                                                  f"`{code_fingerprint()}` by `python -m planarflow.refresh_readme`.")
+    from .io import atomic_output
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-        return
-    text = replace_block(text, "fingerprint", f"Numbers above were generated from code fingerprint "
-                                              f"`{code_fingerprint()}` by `python -m planarflow.refresh_readme`.")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

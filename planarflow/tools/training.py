@@ -164,7 +164,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         if checkpoint is not None or resume is not None:
             raise ValueError("population: cannot be combined with checkpoint or resume")
     P = population or 1
-    check_size("batch_size", K + 1, P, batch_size, dim + 2, 2, what="numbers (the engine's buffers)")
+    sizes = {"K": K + 1, "population": P, "batch_size": batch_size, "dim": dim + 2}    # the engine's buffers
+    check_size(max(sizes, key=sizes.get), *sizes.values(), 2)                        # blame the largest
     if resume is not None and (params is not None or rng is not None):
         raise ValueError(f"{'params' if params is not None else 'rng'}: a resumed run continues the "
                          f"checkpoint's parameters and generator; pass neither params nor rng with resume")

@@ -51,7 +51,7 @@ def as_array(x, name, ndim=None, shape=None, finite=True, max_abs=MAX_ABS):
         arr = np.asarray(x)
     except Exception as exc:  # ragged nested lists and the like
         raise TypeError(f"{name}: expected an array of real numbers, got {describe(x)} ({exc})") from None
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+    if arr.dtype.kind not in "iuf":          # not bool, complex, timedelta64, datetime64, object, text
         raise TypeError(f"{name}: expected an array of real numbers, got {describe(arr)}")
     if ndim is not None:
         allowed = ndim if isinstance(ndim, tuple) else (ndim,)
@@ -64,7 +64,12 @@ def as_array(x, name, ndim=None, shape=None, finite=True, max_abs=MAX_ABS):
             raise ValueError(f"{name}: expected shape {want}, got shape {arr.shape}")
     if arr.size > MAX_ENTRIES:
         raise ValueError(f"{name}: expected at most {MAX_ENTRIES:.0e} numbers, got shape {arr.shape}")
-    with np.errstate(over="ignore", invalid="ignore"):     # np.longdouble beyond float64's range
+    if arr.dtype.itemsize > 8 and arr.dtype.kind == "f" and arr.size:   # np.longdouble: within float64's range?
+        wide = np.abs(arr[np.isfinite(arr)])
+        if wide.size and wide.max() > np.finfo(np.float64).max:
+            raise ValueError(f"{name}: expected values within float64's range (planarflow computes in float64), "
+                             f"got {np.format_float_scientific(wide.max(), precision=4)} in {arr.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
         arr = arr.astype(np.float64, copy=False)
     if finite and not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
@@ -277,7 +282,7 @@ class CheckedTarget:
         except Exception as exc:
             raise TypeError(f"{self.name}.{method}: expected an array of real numbers, got "
                             f"{describe(value)} ({exc})") from None
-        if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        if arr.dtype.kind not in "iuf":
             raise TypeError(f"{self.name}.{method}: expected real numbers, got {describe(arr)}")
         if arr.shape != shape:
             raise ValueError(f"{self.name}.{method}: expected shape {shape} for points of shape "
