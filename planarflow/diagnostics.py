@@ -25,8 +25,10 @@ CHUNK = 8192             # samples per reference.sample call (its caches: ~80·K
 
 
 def logsumexp(x):
-    """log Σ eˣ of an array, without overflow."""
+    """log Σ eˣ of an array, without overflow (−inf when every eˣ is 0)."""
     m = np.max(x)
+    if not np.isfinite(m):
+        return float(m)
     return float(m + np.log(np.sum(np.exp(x - m))))
 
 
@@ -89,45 +91,55 @@ def kl_divergence(params, target, n, rng, log_z):
 
     KL = mean(log q_K(zᵢ) + U(zᵢ)) + log Z and stderr = std(log q_K + U)/√n. The mean and the
     sum of squared deviations are merged chunk by chunk (Chan et al.'s pairwise update), which
-    keeps the digits a one-pass Σx² would cancel.
+    keeps the digits a one-pass Σx² would cancel. A KL beyond float64's range is (inf, inf).
     """
     rng = np.random.default_rng(rng)
     count, mean, m2 = 0, 0.0, 0.0
-    for m in _chunks(n):
-        z, log_q = reference.sample(params, m, rng)
-        v = log_q + target.energy(z)
-        v_mean = float(np.mean(v))
-        delta = v_mean - mean
-        total = count + m
-        mean += delta * m / total
-        m2 += float(np.sum((v - v_mean) ** 2)) + delta * delta * count * m / total
-        count = total
-    return float(mean + log_z), float(np.sqrt(m2 / (n - 1) / n))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for m in _chunks(n):
+            z, log_q = reference.sample(params, m, rng)
+            v = log_q + target.energy(z)
+            v_mean = float(np.mean(v))
+            if not np.isfinite(v_mean):
+                return np.inf, np.inf
+            delta = v_mean - mean
+            total = count + m
+            mean += delta * m / total
+            m2 += float(np.sum((v - v_mean) ** 2)) + delta * delta * count * m / total
+            count = total
+    kl, stderr = mean + log_z, np.sqrt(m2 / (n - 1) / n)
+    return (float(kl), float(stderr)) if np.isfinite(kl) and np.isfinite(stderr) else (np.inf, np.inf)
 
 
 def importance_log_z(params, target, n, rng, return_k_hat=False):
     """Importance-sampling estimate of log Z with q_K as the proposal, and ESS/n of its weights.
 
-    log Ẑ = logsumexp(log wᵢ) − log n and ESS/n = exp(2·logsumexp(log wᵢ) − logsumexp(2 log wᵢ))/n,
-    log wᵢ = −U(zᵢ) − log q_K(zᵢ); both log-sums are taken per chunk, then over the chunks.
-    With return_k_hat, also the PSIS k̂ of the weights: only the largest M + 1 log weights are
-    needed for it (``psis_tail_size``), kept as the chunks go. Returns (log_z, ess_fraction[, k_hat]).
+    log Ẑ = logsumexp(log wᵢ) − log n and ESS/n = (Σwᵢ)²/(n·Σwᵢ²), log wᵢ = −U(zᵢ) − log q_K(zᵢ).
+    Each chunk c keeps its largest log weight m_c and a_c = log Σ e^{log wᵢ − m_c},
+    b_c = log Σ e^{2(log wᵢ − m_c)}; then log Σw = m + logsumexp(m_c − m + a_c), m = max m_c, and
+    ESS/n = e^{−logsumexp(2(m_c − log Σw) + b_c)}/n — no term can overflow or lose its digits,
+    whatever the size of the weights. With return_k_hat, also the PSIS k̂ of the weights: only the largest M + 1 log
+    weights are needed for it (``psis_tail_size``), kept as the chunks go. Returns (log_z,
+    ess_fraction[, k_hat]).
     """
     rng = np.random.default_rng(rng)
-    lse, lse2, top = [], [], np.empty(0)
+    ms, a, b, top = [], [], [], np.empty(0)
     M = psis_tail_size(n)
     for m in _chunks(n):
         z, log_q = reference.sample(params, m, rng)
         log_w = -target.energy(z) - log_q
-        lse.append(logsumexp(log_w))
-        lse2.append(logsumexp(2.0 * log_w))
+        ms.append(float(np.max(log_w)))
+        a.append(logsumexp(log_w - ms[-1]))
+        b.append(logsumexp(2.0 * (log_w - ms[-1])))
         if return_k_hat:
             top = np.concatenate([top, log_w])
             if top.size > M + 1:
                 top = np.partition(top, top.size - M - 1)[-(M + 1):]          # the M + 1 largest
-    total = logsumexp(np.array(lse))
-    log_z = total - float(np.log(n))
-    ess = float(np.exp(2.0 * total - logsumexp(np.array(lse2))) / n)
+    ms, a, b = np.array(ms), np.array(a), np.array(b)
+    rel = ms - ms.max()                                   # (so that m_c + a_c loses no digits)
+    total = logsumexp(rel + a)                            # log Σw − max m_c
+    log_z = float(ms.max() + total - np.log(n))
+    ess = float(np.exp(-logsumexp(2.0 * (rel - total) + b)) / n)
     if not return_k_hat:
         return log_z, ess
     return log_z, ess, float(pareto_k(np.sort(top))[0])

@@ -232,3 +232,22 @@ def test_planarflow_inverse_is_the_module_and_calling_it_inverts():
     np.testing.assert_allclose(pf.flow_forward(GOOD, z0)[0], y, atol=1e-12)
     with pytest.raises(ValueError, match="y"):
         pf.inverse(GOOD, np.zeros((2, 3)))
+
+
+def test_no_diagnostic_is_nan_when_the_energy_is_at_the_edge_of_float64():
+    """U = 1.7e308 everywhere: log q + U overflows (the KL is beyond float64: inf, said as inf),
+    and every weight is e^{−1.7e308} (equal: ESS/n = 1, a perfect proposal up to rounding)."""
+    import warnings
+
+    class Edge:
+        dim = 2
+
+        def energy(self, z):
+            return np.full(len(z), 1.7e308)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kl, se = pf.kl_divergence(GOOD, Edge(), 1000, rng=0, log_z=0.0)
+        log_z, ess, k_hat = pf.importance_log_z(GOOD, Edge(), 1000, rng=0, return_k_hat=True)
+    assert kl == se == np.inf
+    assert np.isfinite(log_z) and ess == pytest.approx(1.0) and k_hat < 0.7
