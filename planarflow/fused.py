@@ -96,6 +96,8 @@ class Layout:
         Z                    (n + 1, P, N, d) z at each block's start (Z[0] = z₀) and z_K
         Gz                   (P, N, d)       ∂L/∂z at the current block's end
         e                    (P, 1, N)       scratch for one layer
+        HD, R2, Cs, S, G                     the path score (fused_score): h'_k/D_k, 2t_k·s_k/D_k, R then
+                                             c_k, [−û_kᵀw_j | 1] within each block, g at a block's end
     """
 
     def __init__(self, P, K, d, N):
@@ -106,6 +108,9 @@ class Layout:
         self.Z = np.empty((len(self.blocks) + 1, P, N, d))
         self.Gz = np.empty((P, N, d))
         self.e = np.empty((P, 1, N))
+        self.HD, self.R2, self.Cs = (np.empty((P, K, N)) for _ in range(3))     # the path score's chain
+        self.S = np.empty((P, K, K))
+        self.G = np.empty((P, N, d))
         self.lower = np.zeros((K, K))                        # j < k within one block
         for s, e in self.blocks:
             self.lower[s:e, s:e] = np.tri(e - s, e - s, -1)
@@ -117,6 +122,9 @@ class Layout:
                                for k in range(s, e_)] for s, e_ in self.blocks]
         self.backward_views = [[tuple(one(a) for a in (B[:, k:k + 1, k:e_], GA[:, k:e_], e, hp[:, k:k + 1], GA[:, k:k + 1]))
                                 for k in reversed(range(s, e_))] for s, e_ in self.blocks]
+        S, Cs, HD = self.S, self.Cs, self.HD
+        self.score_views = [[tuple(one(a) for a in (S[:, k:k + 1, s:k + 1], Cs[:, s:k + 1], e, HD[:, k:k + 1], Cs[:, k:k + 1]))
+                             for k in range(s, e_)] for s, e_ in self.blocks]
 
 
 def fused_forward(z0, u_hat, sp, w, b, ws=None):
@@ -202,8 +210,9 @@ def fused_backward(dzK, dlogdet, cache):
     lay, u_hat, sp, w = cache
     T, hp, D, GA, B, Z, Gz = lay.T, lay.hp, lay.D, lay.GA, lay.B, lay.Z, lay.Gz
     P, K, d, N = lay.shape
-    kappa_t_D = np.divide(T, D, out=lay.t2)              # t_k/D_k (t²'s buffer is free now)
-    kappa_t_D *= (-2.0 * dlogdet * (sp - 1.0))[:, :, None]          # κ_k·t_k/D_k
+    if dlogdet:                                          # (0 for the path gradient: no log-det part)
+        kappa_t_D = np.divide(T, D, out=lay.t2)          # t_k/D_k (t²'s buffer is free now)
+        kappa_t_D *= (-2.0 * dlogdet * (sp - 1.0))[:, :, None]      # κ_k·t_k/D_k
     np.subtract(lay.C, lay.eye, out=B)                   # M_jk = 2·w_jᵀû_k, j > k in a block …
     B *= 0.5
     np.copyto(B, B.transpose(0, 2, 1))                   # … as row k: w_jᵀû_k
@@ -215,7 +224,8 @@ def fused_backward(dzK, dlogdet, cache):
         s, e_ = lay.blocks[i]
         GA_b, T_b = GA[:, s:e_], T[:, s:e_]
         np.matmul(u_hat[:, s:e_], Gz.transpose(0, 2, 1), out=GA_b)      # û_kᵀ·∂L/∂z_e
-        GA_b += kappa_t_D[:, s:e_]                                        # R_k
+        if dlogdet:
+            GA_b += kappa_t_D[:, s:e_]                                    # R_k
         for b_row, ga_from, e, hp_k, ga in lay.backward_views[i]:        # k = e..s
             product(b_row, ga_from, e)                   # R_k + Σ_{k<j<e} (w_jᵀû_k)·ga_j
             multiply(e, hp_k, ga)                        # ga_k
@@ -226,8 +236,39 @@ def fused_backward(dzK, dlogdet, cache):
         np.matmul(GA_b, Z[i], out=dw[:, s:e_])           # Σₙ ga_k·z_{k−1} …
         dw[:, s:e_] += np.matmul(L, u_hat[:, s:e_])
         Gz += np.matmul(GA_b.transpose(0, 2, 1), w[:, s:e_])             # ∂L/∂z_s
-    dsp = dlogdet * np.divide(hp, D, out=lay.t2).sum(axis=2)        # Σₙ dlogdet·h'/D   (P, K)
+    dsp = dlogdet * np.divide(hp, D, out=lay.t2).sum(axis=2) if dlogdet else np.zeros((P, K))   # Σₙ dlogdet·h'/D
     return Gz, du_hat, dsp, dw, GA.sum(axis=2)
+
+
+def fused_score(z0, cache):
+    """g_K = ∇ log q_K(z_K) along the sample path (reference.path_score for each member), in the
+    blocks of the forward pass. reference.py §8's recursion g_k = g_{k−1} + c_k·w_k has z's
+    structure, g_k = g_s + Σ_{s<j≤k} c_j·w_j, so within a block
+
+        c_k = (h'_k/D_k)·(2t_k·s_k/D_k − û_kᵀg_s − Σ_{s≤j<k} (û_kᵀw_j)·c_j)
+
+    runs on rows of N numbers — a buffer row starts as R_k = 2t_k·s_k/D_k − û_kᵀg_s and row k
+    of [−û_kᵀw_j | 1] turns it into the bracket, as in the forward pass — and the block's end is
+    one product, g_e = g_s + C_bᵀ·W_b. Returns g_K (P, N, d), a view of the workspace."""
+    lay, u_hat, sp, w = cache
+    Cs, S, G = lay.Cs, lay.S, lay.G
+    np.divide(lay.hp, lay.D, out=lay.HD)                                   # h'_k/D_k
+    R2 = np.multiply(lay.T, (2.0 * (sp - 1.0))[:, :, None], out=lay.R2)
+    R2 /= lay.D                                                            # 2t_k·s_k/D_k
+    np.matmul(u_hat, w.transpose(0, 2, 1), out=S)                          # û_kᵀw_j
+    S *= -lay.lower
+    S += lay.eye                                                           # [−û_kᵀw_j  1]
+    np.negative(z0, out=G)                                                 # g₀ = −z₀
+    product, multiply = lay.product, np.multiply
+    for i, (s, e_) in enumerate(lay.blocks):
+        C_b = Cs[:, s:e_]
+        np.matmul(u_hat[:, s:e_], G.transpose(0, 2, 1), out=C_b)          # û_kᵀg_s
+        np.subtract(R2[:, s:e_], C_b, out=C_b)                            # R_k
+        for row, c_upto, e, hd, c in lay.score_views[i]:
+            product(row, c_upto, e)                      # R_k − Σ_j (û_kᵀw_j)·c_j
+            multiply(e, hd, c)                           # c_k
+        G += np.matmul(C_b.transpose(0, 2, 1), w[:, s:e_])                # g_e = g_s + Σ c_k·w_k
+    return G
 
 
 def base_members(params, zK):
@@ -238,14 +279,14 @@ def base_members(params, zK):
     return params["mu"][:, None, :] + np.matmul(zK, L.transpose(0, 2, 1)), params["log_sigma"].sum(axis=1), L
 
 
-def reverse_kl_members(params, z0, target, beta, ws=None):
+def reverse_kl_members(params, z0, target, beta, ws=None, gradient="full"):
     """reference.reverse_kl for each of P flows: params u, w (P, K, d), b (P, K) — and, with a
     learnable base, mu (P, d), log_sigma (P, d), lower (P, d, d); z0 (P, N, d).
 
     Returns the losses (P,) and a dict of gradients shaped like params; the gradient of member
     p depends on member p only. The target sees all members' points at once, (P·N, d), through
     ``energy_and_grad`` (one call instead of two). ``ws`` is the engine's Workspace, kept by the
-    training loop from step to step.
+    training loop from step to step; gradient="path": reference.py §8's estimator (fused_score).
     """
     P, N, d = z0.shape
     u_hat, sp, uh_cache = reference.u_hat_forward(params["u"], params["w"])      # (P, K, d), (P, K)
@@ -258,12 +299,19 @@ def reverse_kl_members(params, z0, target, beta, ws=None):
     # the batch mean of each member's terms, as sums / N (np.mean costs several sums here)
     losses = (reference.std_normal_log_density(z0) - sum_logdet + beta * U.reshape(P, N)).sum(axis=1) / N
     dx = (beta / N) * gU.reshape(P, N, d)                # ∂L/∂x                     (P, N, d)
+    dlogdet = -1.0 / N                                   # ∂L/∂log D_k, for every layer and sample
+    if gradient == "path":                               # (reference.py §8: g + β∇U, no log-det part)
+        g = fused_score(z0, cache)
+        if "mu" in params:                               # Lᵀ·g_x = g_K
+            g = np.linalg.solve(L.transpose(0, 2, 1), g.transpose(0, 2, 1)).transpose(0, 2, 1)
+        dx += g / N
+        dlogdet = 0.0
     grads = {}
     if "mu" in params:                                   # reference.base_backward, per member
         dL = np.matmul(dx.transpose(0, 2, 1), zK)        # gxᵀ·z_K                   (P, d, d)
-        grads = {"mu": dx.sum(axis=1), "log_sigma": np.diagonal(dL, axis1=1, axis2=2) * np.exp(params["log_sigma"]) - 1.0,
-                 "lower": np.tril(dL, -1)}               # (Σₙ ∂L/∂log det = N·(−1/N) = −1)
+        grads = {"mu": dx.sum(axis=1), "log_sigma": np.diagonal(dL, axis1=1, axis2=2) * np.exp(params["log_sigma"])
+                 + N * dlogdet, "lower": np.tril(dL, -1)}          # (Σₙ ∂L/∂log det = N·dlogdet)
         dx = np.matmul(dx, L)
-    _, du_hat, dsp, dw, db = fused_backward(dx, -1.0 / N, cache)     # ∂L/∂log D_k = −1/N
+    _, du_hat, dsp, dw, db = fused_backward(dx, dlogdet, cache)
     du, dw_uh = reference.u_hat_backward(du_hat, dsp, uh_cache)
     return losses, dict(grads, u=du, w=dw + dw_uh, b=db)

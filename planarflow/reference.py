@@ -3,7 +3,8 @@
 Rezende & Mohamed (2015), "Variational Inference with Normalizing Flows": the planar layer
 (eq. 10–12), its invertibility constraint (appendix A.1), the flow's density (eq. 13) and the
 free-energy objective (eq. 15) — with every gradient derived by hand, directly above the lines
-that compute it — then Adam and a training loop with annealing. Copy this file alone anywhere:
+that compute it — the paper's learnable base, the path-derivative gradient, then Adam and a
+training loop with annealing. Copy this file alone anywhere:
 
     python reference.py          # fits 16 layers to U₁ and prints the loss approaching −log Z
 
@@ -278,17 +279,53 @@ def u1(z):
 #       ∂L/∂z_K⁽ⁿ⁾ = β·∇U(z_K⁽ⁿ⁾)/N,      ∂L/∂log D_k⁽ⁿ⁾ = −1/N  (the same for every layer k)
 
 
-def reverse_kl(params, z0, target, beta=1.0):
-    """The loss on the batch z0 (N, d) and its gradient: (loss, {u, w, b} shaped like params)."""
+def reverse_kl(params, z0, target, beta=1.0, gradient="full"):
+    """The loss on the batch z0 (N, d) and its gradient: (loss, grads shaped like params).
+    gradient="path": the path-derivative estimator of section 8 instead of the full one."""
     N = z0.shape[0]
     zK, sum_logdet, caches = flow_forward(params, z0)
     U, gU = target.energy(zK), target.grad(zK)
     loss = np.mean(std_normal_log_density(z0) - sum_logdet + beta * U)
-    _, grads = flow_backward(beta * gU / N, np.full(N, -1.0 / N), caches)
+    if gradient == "path":                       # the score term dropped: log q acts through z_K only
+        dzK, dlogdet = (path_score(z0, caches) + beta * gU) / N, np.zeros(N)
+    else:
+        dzK, dlogdet = beta * gU / N, np.full(N, -1.0 / N)
+    _, grads = flow_backward(dzK, dlogdet, caches)
     return float(loss), grads
 
 
-# %% 8. Adam   (Kingma & Ba 2015)
+# %% 8. Sticking the landing: the path-derivative gradient   (Roeder, Wu & Duvenaud 2017)
+#
+#   One sample's loss ℓ(θ) = log q_θ(z_K(θ)) + β·U(z_K(θ)) depends on θ in two ways:
+#
+#       dℓ/dθ = ∂log q_θ(z)/∂θ |z=z_K   +   (∇_z log q_K(z_K) + β·∇U(z_K))ᵀ·∂z_K/∂θ
+#
+#   The first, the score term, has expectation 0 (E_q[∇_θ log q_θ] = ∇_θ ∫ q_θ = ∇_θ 1 = 0) but
+#   not variance 0, even where q = p. Dropping it leaves an unbiased estimator whose variance
+#   vanishes as q → p (then ∇log q = −∇U and the second term is 0 for every sample). It needs
+#   g_K = ∇_z log q_K(z_K), which follows the sample path forward — no inverse. From
+#   log q_k(z_k) = log q_{k−1}(z_{k−1}) − log D_k, the Jacobian J = I + û·ψᵀ (ψ = h'·w) and
+#   Sherman–Morrison's J⁻ᵀ = I − h'·w·ûᵀ/D, with ∇log D = −2t·h'·s/D·w (section 3):
+#
+#       g₀ = −z₀,   g_k = J⁻ᵀ·(g_{k−1} + 2t·h'·s/D·w) = g_{k−1} + c_k·w,
+#       c_k = (h'/D)·(2t·s/D − ûᵀg_{k−1})                 (all at layer k; 1 − h'·s/D = 1/D)
+#
+#   and after the base x = μ + L·z, g = L⁻ᵀ·g_K. Backprop then starts from
+#   ∂L/∂x = (g + β·∇U)/N with every ∂L/∂log D = 0: the log-dets reach θ only through x.
+
+
+def path_score(z0, caches):
+    """∇ log q at the flow's outputs (N, d), from z0 and flow_forward's caches."""
+    (caches, base_cache), g = caches, -z0
+    for z, w, u_hat, sp, t, hp, D, _ in caches:
+        c = hp / D * (2.0 * t * (sp - 1.0) / D - g @ u_hat)             # (N,)
+        g = g + c[:, None] * w
+    if base_cache is not None:
+        g = np.linalg.solve(base_cache[1].T, g.T).T                     # Lᵀ·g_x = g_K
+    return g
+
+
+# %% 9. Adam   (Kingma & Ba 2015)
 #
 #       t ← t + 1
 #       m ← β₁·m + (1 − β₁)·g          a running mean of the gradient
@@ -317,7 +354,7 @@ class Adam:
             params[key] -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
-# %% 9. Training: fresh noise every step, annealing, Adam
+# %% 10. Training: fresh noise every step, annealing, Adam
 #
 #   β_t = min(1, 0.01 + t/T) over the first T = anneal_steps steps (the paper's §6.1): the
 #   flattened target e^{−β·U} lets the flow spread over every mode before it commits to U.
@@ -336,11 +373,12 @@ def lr_schedule(t, steps, lr, lr_final):
 
 
 def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=0, rng=None, lr_final=None, dim=2,
-        callback=None, params=None, gradient=None, adam=None, start=0, shape=None):
-    """Fit K planar layers to target; returns the parameters. callback(t, loss, beta) each step.
+        callback=None, gradient="full", params=None, objective=None, adam=None, start=0, shape=None):
+    """Fit K planar layers to target; returns the parameters. callback(t, loss, beta) each step;
+    gradient: "full" or "path" (section 8).
 
     planarflow.fit runs this very loop, through the last five arguments: params (where to start),
-    gradient (the loss and its gradient: reverse_kl unless given), adam and start (to continue a
+    objective (the loss and its gradient: reverse_kl unless given), adam and start (to continue a
     run), shape (of each step's noise: (P, N, d) for P flows at once). A callback may raise to stop."""
     rng = np.random.default_rng(rng)
     params = init_params(K, dim, rng) if params is None else params
@@ -349,14 +387,14 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=0, rng=None, lr_fina
         beta = beta_schedule(t, anneal_steps)
         adam.lr = lr_schedule(t, steps, lr, lr_final)
         z0 = rng.standard_normal(shape or (batch_size, dim))            # fresh noise every step
-        loss, grads = (gradient or reverse_kl)(params, z0, target, beta)
+        loss, grads = (objective or reverse_kl)(params, z0, target, beta, gradient)
         adam.step(params, grads)
         if callback is not None:
             callback(t, loss, beta)
     return params
 
 
-# %% 10. Run it: U₁ with 16 layers (about ten seconds)
+# %% 11. Run it: U₁ with 16 layers (about ten seconds)
 if __name__ == "__main__":
     from types import SimpleNamespace
 

@@ -110,7 +110,7 @@ def sample(params, n, rng=None):
     return z, log_q
 
 
-def reverse_kl(params, z0, target, beta=1.0):
+def reverse_kl(params, z0, target, beta=1.0, gradient="full"):
     """The reverse-KL loss on the batch z0 (N, d) and its exact gradient (reference.reverse_kl).
 
     loss = (1/N) Σₙ [log q₀(z₀⁽ⁿ⁾) − Σ_k log D_k⁽ⁿ⁾ + β·U(z_K⁽ⁿ⁾)],  ≥ −log Z in expectation at β = 1.
@@ -119,8 +119,11 @@ def reverse_kl(params, z0, target, beta=1.0):
     ----------
     params : dict u (K, d), w (K, d), b (K,)
     z0 : ndarray, shape (N, d)   samples of q₀ = N(0, I)
-    target : object with energy(z) (N,) and grad(z) (N, d); its values must be finite
+    target : a target (see planarflow.fit); its values must be finite
     beta : float in (0, 1]
+    gradient : "full" (default): the exact gradient of this loss; "path": the path-derivative
+        estimator (reference.py §8) — the score term ∂log q_θ(z)/∂θ at fixed z dropped, which
+        has expectation 0, so that both estimate the same ∇F but "path" with less noise near q = p
 
     Returns
     -------
@@ -131,7 +134,9 @@ def reverse_kl(params, z0, target, beta=1.0):
     check_size("z0", z0.shape[0], K, d + 6)
     checked = CheckedTarget(target, d)
     beta = as_float(beta, "beta", low=0.0, high=1.0, low_open=True)
-    return reference.reverse_kl(params, z0, checked, beta)
+    if not isinstance(gradient, str) or gradient not in ("full", "path"):
+        raise ValueError(f"gradient: expected 'full' or 'path', got {gradient!r}")
+    return reference.reverse_kl(params, z0, checked, beta, gradient)
 
 
 class Adam(reference.Adam):

@@ -1,7 +1,7 @@
 """fit: reference.fit's training loop, with what a researcher's or an unattended run needs around it.
 
 ``planarflow.fit`` runs reference.fit — the loop a student reads and edits — through its hooks
-(params, gradient, adam, start, shape), and adds around it:
+(params, objective, adam, start, shape), and adds around it:
 
 - argument checks, before any work;
 - the start: for a user's target, the mode and the Laplace approximation there (tools/mode.py),
@@ -31,6 +31,7 @@ from .validation import (BASE_KEYS, MAX_ENTRIES, PARAM_KEYS, CheckedTarget, as_a
                          check_params, check_size, make_rng, param_domain_violation, param_keys, target_dim)
 
 ENGINES = ("reference", "fused")
+GRADIENTS = ("full", "path")
 STARTS = ("auto", "mode", "standard")
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 MAX_STEPS = 10 ** 7
@@ -65,7 +66,8 @@ class FitWarning(UserWarning):
 
 def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, params=None,
         lr_final=None, progress=True, callback=None, checkpoint=None, checkpoint_every=1000,
-        resume=None, label=None, population=None, dim=None, engine="reference", start="auto", x0=None):
+        resume=None, label=None, population=None, dim=None, engine="reference", start="auto", x0=None,
+        gradient="full"):
     """Fit a K-layer planar flow to ``target`` by minimising the reverse KL with Adam.
 
     Parameters
@@ -111,6 +113,9 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     engine : "reference" (default): every step runs planarflow/reference.py's functions, the
         code a student reads and edits; "fused": planarflow/fused.py, the same numbers to
         rounding, several times faster.
+    gradient : "full" (default) or "path": the path-derivative estimator ("sticking the landing",
+        reference.py §8) — the same expected gradient, with the score term's noise dropped, so
+        that the gradient's variance vanishes as the flow reaches the target.
 
     Returns
     -------
@@ -136,6 +141,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     """
     if not isinstance(engine, str) or engine not in ENGINES:
         raise ValueError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
+    if not isinstance(gradient, str) or gradient not in GRADIENTS:
+        raise ValueError(f"gradient: expected one of {list(GRADIENTS)}, got {gradient!r}")
     dim = target_dim(target, dim)
     checked = CheckedTarget(target, dim, finite=False)
     K = as_int(K, "K", maximum=MAX_ENTRIES)
@@ -176,7 +183,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         checkpoint = check_output_path(checkpoint, "checkpoint")
     label = label or f"{getattr(target, 'name', 'target')} K={K}"
     settings = {"K": K, "dim": dim, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
-                "anneal_steps": anneal_steps, "steps": steps, "engine": engine,
+                "anneal_steps": anneal_steps, "steps": steps, "engine": engine, "gradient": gradient,
                 "target": target_identity(target)}
 
     report = Progress(enabled=progress)
@@ -238,9 +245,9 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
 
     step_count = [begin]                                       # the step being taken
 
-    def gradient(p, z0, tgt, beta):
+    def objective(p, z0, tgt, beta, kind):
         """The engine's loss and gradient, checked before Adam may use them."""
-        losses, grads = step_fn(p, z0, tgt, beta)
+        losses, grads = step_fn(p, z0, tgt, beta, kind)
         t = step_count[0]
         # One check of everything: a NaN or ±inf anywhere makes the sum non-finite.
         if not math.isfinite(float(losses.sum() + sum(g.sum() for g in grads.values()))):
@@ -282,8 +289,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         reference.fit(engine_target, K, steps, batch_size, lr=lr, anneal_steps=anneal_steps, rng=rng,
-                      lr_final=lr_final, dim=dim, callback=after_step, params=members, gradient=gradient,
-                      adam=adam, start=begin, shape=(P, batch_size, dim))
+                      lr_final=lr_final, dim=dim, callback=after_step, gradient=gradient, params=members,
+                      objective=objective, adam=adam, start=begin, shape=(P, batch_size, dim))
     report.close()
     returned = keeper.finish(members, steps)
     if returned is not None:
@@ -384,9 +391,9 @@ class BestKeeper:
                 f"{self.best_step[i]}, the best seen. A smaller learning rate (or lr_final) may avoid it.")
 
 
-def _reference_step(members, z0, target, beta):
+def _reference_step(members, z0, target, beta, gradient):
     """The loss and gradient of each member through reference.reverse_kl, one member at a time."""
-    results = [reference.reverse_kl({k: v[p] for k, v in members.items()}, z0[p], target, beta)
+    results = [reference.reverse_kl({k: v[p] for k, v in members.items()}, z0[p], target, beta, gradient)
                for p in range(z0.shape[0])]
     losses = np.array([loss for loss, _ in results])
     return losses, {k: np.stack([g[k] for _, g in results]) for k in members}
@@ -394,8 +401,8 @@ def _reference_step(members, z0, target, beta):
 
 def _fused_step(ws):
     """The same through fused.reverse_kl_members, all members at once, in a kept Workspace."""
-    def step(members, z0, target, beta):
-        return fused.reverse_kl_members(members, z0, target, beta, ws)
+    def step(members, z0, target, beta, gradient):
+        return fused.reverse_kl_members(members, z0, target, beta, ws, gradient)
     return step
 
 
@@ -442,8 +449,8 @@ def _resume(path, settings, adam, history):
     """Restore parameters, Adam, history and the generator from a checkpoint; returns
     (params, rng, the start step, the frame (c, S) or None)."""
     params, m, v, saved_history, meta, frame = load_checkpoint(path)
-    for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps", "engine", "target"):
-        if meta.get(key) != settings[key]:
+    for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps", "engine", "gradient", "target"):
+        if meta.get(key, "full" if key == "gradient" else None) != settings[key]:
             raise ValueError(
                 f"resume: the checkpoint {path!r} was written by a run with {key} = {meta.get(key)!r}, "
                 f"this call has {key} = {settings[key]!r}; resume with the same settings")
