@@ -177,10 +177,10 @@ def test_the_public_functions_run_reference_py_and_never_enter_the_fused_engine(
 
 # --- reference.py is a file a teacher can lift --------------------------------------------------
 
-def test_reference_py_imports_only_numpy_and_fits_in_400_lines():
+def test_reference_py_imports_only_numpy_and_fits_in_450_lines():
     with open(REFERENCE_PY, encoding="utf-8") as f:
         source = f.read()
-    assert len(source.splitlines()) <= 400
+    assert len(source.splitlines()) <= 450
     imported = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
