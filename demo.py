@@ -14,7 +14,7 @@ import sys
 import time
 
 from planarflow import save
-from planarflow.tools.experiment import (KS, RECIPES, TARGETS, WorkerFailed, check_job, check_save_dir,
+from planarflow.tools.experiment import (KS, RECIPES, TARGETS, WorkerFailed, check_job, check_save_dir, kl_text,
                                          make_jobs, recipe_summary, run_jobs, stages, true_densities)
 from planarflow.tools.io import check_output_path
 from planarflow.tools.progress import isatty, say, write
@@ -79,8 +79,8 @@ def outputs(out):
 
 
 def parse_args(argv=None):
-    summary = "\n  ".join(recipe_summary())
-    reference = "\n  ".join(recipe_summary(name="reference"))
+    summary = "\n  ".join(recipe_summary(range(1, MAX_K + 1)))
+    reference = "\n  ".join(recipe_summary(range(1, MAX_K + 1), name="reference"))
     p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                epilog=f"The recipe for each K (planarflow.tools.experiment.recipe):\n  {summary}\n"
                       "A step of the candidates' stages trains all candidates at once (populations).\n"
@@ -110,6 +110,9 @@ def parse_args(argv=None):
                    help="planarflow (default): the recipe below; reference: the \"100 lines\" PyTorch "
                         "implementation's settings — u, w, b ~ Uniform(0, 1), Adam at 1e-2, batches of "
                         "4096, 20 000 steps, no annealing — run in planarflow (several minutes)")
+    p.add_argument("--gradient", choices=("path", "full"),
+                   help="the final runs' gradient (default: the recipe's, path): path drops the score term "
+                        "(reference.py §8), full keeps it")
     p.add_argument("--engine", choices=("fused", "reference"), default="fused",
                    help="fused (default): the fast engine; reference: every step through "
                         "planarflow/reference.py, the code you read and edit — the same numbers to "
@@ -144,7 +147,7 @@ def jobs_for(args):
                      batch_size=args.batch_size or quick.get("batch_size"), lr=args.lr,
                      grid_n=quick.get("grid_n", 200), kl_samples=quick.get("kl_samples", 100_000),
                      layers_target=args.layers_target, layers_grid_n=quick.get("layers_grid_n", 100),
-                     engine=args.engine, recipe_name=args.recipe)
+                     engine=args.engine, recipe_name=args.recipe, gradient=args.gradient)
 
 
 def plural(n, word):
@@ -178,7 +181,7 @@ def run(args):
         note = "" if r["diverged"] is None else f"   diverged at step {r['diverged']}: last valid parameters"
         final = f"{tail.mean():+10.4f}" if tail.size else f"{'—':>10}"          # no step completed
         say(f"{r['name']:>6} {r['K']:3d} {stages(job):>23}   {final}"
-            f"   {-r['log_z']:+12.4f}   {r['kl']:.4f} ± {r['stderr']:.4f}   {r['ess']:6.3f}  {r['k_hat']:5.2f}"
+            f"   {-r['log_z']:+12.4f}   {kl_text(r['kl'], r['stderr']):<17}  {r['ess']:6.3f}  {r['k_hat']:5.2f}"
             f"   {r['seconds']:7.1f}{note}")
 
     truth = true_densities(args.targets, grid_n=jobs[0]["grid_n"])

@@ -41,10 +41,10 @@ dz = dy + ga·wᵀ, unrolled through the block) and κ_k = −2·dlogdet·s_k th
     R_k = û_kᵀ·∂L/∂z_e + κ_k·t_k/D_k,
 
 computed for k = e..s in a buffer GA that starts as R, the same way. Then, with
-S = GA_b·T_bᵀ (S_jk = Σₙ ga_j·t_k) and L its strictly lower part,
+Ω = GA_b·T_bᵀ (Ω_jk = Σₙ ga_j·t_k) and Ω_< its strictly lower part,
 
-    ∂L/∂û_k = Σₙ gz_k·t_k     = (T_b·∂L/∂z_e + Lᵀ·W_b)_k
-    ∂L/∂w_k = Σₙ ga_k·z_{k−1}  = (GA_b·z_s + L·Û_b)_k            (w through a)
+    ∂L/∂û_k = Σₙ gz_k·t_k     = (T_b·∂L/∂z_e + Ω_<ᵀ·W_b)_k
+    ∂L/∂w_k = Σₙ ga_k·z_{k−1}  = (GA_b·z_s + Ω_<·Û_b)_k            (w through a)
     ∂L/∂z_s = ∂L/∂z_e + GA_bᵀ·W_b,   ∂L/∂b_k = Σₙ ga_k,   ∂L/∂sp_k = Σₙ dlogdet·h'_k/D_k.
 
 Elementwise details, also arranged for speed: h'_k = 1 − t_k², one pass, where
@@ -97,7 +97,7 @@ class Layout:
         Gz                   (P, N, d)       ∂L/∂z at the current block's end
         e                    (P, 1, N)       scratch for one layer
         HD, R2, Cs, S, G                     the path score (fused_score): h'_k/D_k, 2t_k·s_k/D_k, R then
-                                             c_k, [−û_kᵀw_j | 1] within each block, g at a block's end
+                                             c_k, [−û_kᵀw_j | 1] within each block, φ at a block's end
     """
 
     def __init__(self, P, K, d, N):
@@ -229,27 +229,27 @@ def fused_backward(dzK, dlogdet, cache):
         for b_row, ga_from, e, hp_k, ga in lay.backward_views[i]:        # k = e..s
             product(b_row, ga_from, e)                   # R_k + Σ_{k<j<e} (w_jᵀû_k)·ga_j
             multiply(e, hp_k, ga)                        # ga_k
-        L = np.matmul(GA_b, T_b.transpose(0, 2, 1))      # S_jk = Σₙ ga_j·t_k
-        L *= lay.lower[s:e_, s:e_]
+        Om = np.matmul(GA_b, T_b.transpose(0, 2, 1))     # Ω_jk = Σₙ ga_j·t_k
+        Om *= lay.lower[s:e_, s:e_]                      # Ω_<
         np.matmul(T_b, Gz, out=du_hat[:, s:e_])          # Σₙ gz_k·t_k …
-        du_hat[:, s:e_] += np.matmul(L.transpose(0, 2, 1), w[:, s:e_])
+        du_hat[:, s:e_] += np.matmul(Om.transpose(0, 2, 1), w[:, s:e_])
         np.matmul(GA_b, Z[i], out=dw[:, s:e_])           # Σₙ ga_k·z_{k−1} …
-        dw[:, s:e_] += np.matmul(L, u_hat[:, s:e_])
+        dw[:, s:e_] += np.matmul(Om, u_hat[:, s:e_])
         Gz += np.matmul(GA_b.transpose(0, 2, 1), w[:, s:e_])             # ∂L/∂z_s
     dsp = dlogdet * np.divide(hp, D, out=lay.t2).sum(axis=2) if dlogdet else np.zeros((P, K))   # Σₙ dlogdet·h'/D
     return Gz, du_hat, dsp, dw, GA.sum(axis=2)
 
 
 def fused_score(z0, cache):
-    """g_K = ∇ log q_K(z_K) along the sample path (reference.path_score for each member), in the
-    blocks of the forward pass. reference.py §8's recursion g_k = g_{k−1} + c_k·w_k has z's
-    structure, g_k = g_s + Σ_{s<j≤k} c_j·w_j, so within a block
+    """φ_K = ∇ log q_K(z_K) along the sample path (reference.path_score for each member), in the
+    blocks of the forward pass. reference.py §8's recursion φ_k = φ_{k−1} + c_k·w_k has z's
+    structure, φ_k = φ_s + Σ_{s<j≤k} c_j·w_j, so within a block
 
-        c_k = (h'_k/D_k)·(2t_k·s_k/D_k − û_kᵀg_s − Σ_{s≤j<k} (û_kᵀw_j)·c_j)
+        c_k = (h'_k/D_k)·(2t_k·s_k/D_k − û_kᵀφ_s − Σ_{s≤j<k} (û_kᵀw_j)·c_j)
 
-    runs on rows of N numbers — a buffer row starts as R_k = 2t_k·s_k/D_k − û_kᵀg_s and row k
+    runs on rows of N numbers — a buffer row starts as R_k = 2t_k·s_k/D_k − û_kᵀφ_s and row k
     of [−û_kᵀw_j | 1] turns it into the bracket, as in the forward pass — and the block's end is
-    one product, g_e = g_s + C_bᵀ·W_b. Returns g_K (P, N, d), a view of the workspace."""
+    one product, φ_e = φ_s + C_bᵀ·W_b. Returns φ_K (P, N, d), a view of the workspace."""
     lay, u_hat, sp, w = cache
     Cs, S, G = lay.Cs, lay.S, lay.G
     np.divide(lay.hp, lay.D, out=lay.HD)                                   # h'_k/D_k
@@ -258,25 +258,25 @@ def fused_score(z0, cache):
     np.matmul(u_hat, w.transpose(0, 2, 1), out=S)                          # û_kᵀw_j
     S *= -lay.lower
     S += lay.eye                                                           # [−û_kᵀw_j  1]
-    np.negative(z0, out=G)                                                 # g₀ = −z₀
+    np.negative(z0, out=G)                                                 # φ₀ = −z₀
     product, multiply = lay.product, np.multiply
     for i, (s, e_) in enumerate(lay.blocks):
         C_b = Cs[:, s:e_]
-        np.matmul(u_hat[:, s:e_], G.transpose(0, 2, 1), out=C_b)          # û_kᵀg_s
+        np.matmul(u_hat[:, s:e_], G.transpose(0, 2, 1), out=C_b)          # û_kᵀφ_s
         np.subtract(R2[:, s:e_], C_b, out=C_b)                            # R_k
         for row, c_upto, e, hd, c in lay.score_views[i]:
             product(row, c_upto, e)                      # R_k − Σ_j (û_kᵀw_j)·c_j
             multiply(e, hd, c)                           # c_k
-        G += np.matmul(C_b.transpose(0, 2, 1), w[:, s:e_])                # g_e = g_s + Σ c_k·w_k
+        G += np.matmul(C_b.transpose(0, 2, 1), w[:, s:e_])                # φ_e = φ_s + Σ c_k·w_k
     return G
 
 
 def base_members(params, zK):
-    """reference.base_forward for each member: x = μ + L·z_K with L = diag(σ) + lower (P, d, d).
-    Returns x (P, N, d), the log-dets Σᵢ log σᵢ (P,) and L."""
+    """reference.base_forward for each member: x = μ + A·z_K with A = diag(σ) + lower (P, d, d).
+    Returns x (P, N, d), the log-dets Σᵢ log σᵢ (P,) and A."""
     d = zK.shape[2]
-    L = np.tril(params["lower"], -1) + np.exp(params["log_sigma"])[:, :, None] * np.eye(d)
-    return params["mu"][:, None, :] + np.matmul(zK, L.transpose(0, 2, 1)), params["log_sigma"].sum(axis=1), L
+    A = np.tril(params["lower"], -1) + np.exp(params["log_sigma"])[:, :, None] * np.eye(d)
+    return params["mu"][:, None, :] + np.matmul(zK, A.transpose(0, 2, 1)), params["log_sigma"].sum(axis=1), A
 
 
 def reverse_kl_members(params, z0, target, beta, ws=None, gradient="full"):
@@ -293,7 +293,7 @@ def reverse_kl_members(params, z0, target, beta, ws=None, gradient="full"):
     zK, sum_logdet, cache = fused_forward(z0, u_hat, sp, params["w"], params["b"], ws)
     x = zK
     if "mu" in params:                                   # the learnable base (reference.py §5)
-        x, base_logdet, L = base_members(params, zK)
+        x, base_logdet, A = base_members(params, zK)
         sum_logdet = sum_logdet + base_logdet[:, None]
     U, gU = target.energy_and_grad(x.reshape(P * N, d))
     # the batch mean of each member's terms, as sums / N (np.mean costs several sums here)
@@ -302,16 +302,16 @@ def reverse_kl_members(params, z0, target, beta, ws=None, gradient="full"):
     dlogdet = -1.0 / N                                   # ∂L/∂log D_k, for every layer and sample
     if gradient == "path":                               # (reference.py §8: g + β∇U, no log-det part)
         g = fused_score(z0, cache)
-        if "mu" in params:                               # Lᵀ·g_x = g_K
-            g = np.linalg.solve(L.transpose(0, 2, 1), g.transpose(0, 2, 1)).transpose(0, 2, 1)
+        if "mu" in params:                               # Aᵀ·φ_x = φ_K
+            g = np.linalg.solve(A.transpose(0, 2, 1), g.transpose(0, 2, 1)).transpose(0, 2, 1)
         dx += g / N
         dlogdet = 0.0
     grads = {}
     if "mu" in params:                                   # reference.base_backward, per member
-        dL = np.matmul(dx.transpose(0, 2, 1), zK)        # gxᵀ·z_K                   (P, d, d)
-        grads = {"mu": dx.sum(axis=1), "log_sigma": np.diagonal(dL, axis1=1, axis2=2) * np.exp(params["log_sigma"])
-                 + N * dlogdet, "lower": np.tril(dL, -1)}          # (Σₙ ∂L/∂log det = N·dlogdet)
-        dx = np.matmul(dx, L)
+        gA = np.matmul(dx.transpose(0, 2, 1), zK)        # gxᵀ·z_K                   (P, d, d)
+        grads = {"mu": dx.sum(axis=1), "log_sigma": np.diagonal(gA, axis1=1, axis2=2) * np.exp(params["log_sigma"])
+                 + N * dlogdet, "lower": np.tril(gA, -1)}          # (Σₙ ∂L/∂log det = N·dlogdet)
+        dx = np.matmul(dx, A)
     _, du_hat, dsp, dw, db = fused_backward(dx, dlogdet, cache)
     du, dw_uh = reference.u_hat_backward(du_hat, dsp, uh_cache)
     return losses, dict(grads, u=du, w=dw + dw_uh, b=db)

@@ -16,8 +16,8 @@ Newton converges quadratically. Then
 
     z = y − û·tanh(α + b).
 
-Undoing the K layers in reverse order gives z₀ (after undoing a learnable base x = μ + L·z, if
-the flow has one, by solving the triangular system L·z = x − μ), and pushing z₀ forward through
+Undoing the K layers in reverse order gives z₀ (after undoing a learnable base x = μ + A·z, if
+the flow has one, by solving the triangular system A·z = x − μ), and pushing z₀ forward through
 the reference flow gives log q_K(y) = log q₀(z₀) − Σ_k log D_k exactly as ``sample`` computes it.
 """
 
@@ -74,9 +74,9 @@ def solve_alpha(wty, s, sp, b):
 def inverse(params, y):
     """The z₀ with flow_forward(params, z₀) = y, for every row of y (N, d); returns (N, d)."""
     z = y
-    if "mu" in params:                       # undo the base x = μ + L·z first: z = L⁻¹(x − μ)
-        L = np.diag(np.exp(params["log_sigma"])) + np.tril(params["lower"], -1)
-        z = np.linalg.solve(L, (y - params["mu"]).T).T
+    if "mu" in params:                       # undo the base x = μ + A·z first: z = A⁻¹(x − μ)
+        A = np.diag(np.exp(params["log_sigma"])) + np.tril(params["lower"], -1)
+        z = np.linalg.solve(A, (y - params["mu"]).T).T
     u_hat, sp, _ = reference.u_hat_forward(params["u"], params["w"])       # (K, d), (K,)
     w, b = params["w"], params["b"]
     for k in reversed(range(w.shape[0])):                         # undo layer k + 1 = K..1

@@ -27,7 +27,10 @@ paper's formulas exactly.
 
 import numpy as np
 
-from . import reference
+try:                                # inside the package, or copied beside reference.py
+    from . import reference
+except ImportError:
+    import reference
 
 
 def _w1(z1):

@@ -107,7 +107,7 @@ def demo_run(root, *flags):
 
 def base_placement(seeds=(0, 1)):
     """Where the learnable base goes, measured: the README's call on two real posteriors with the
-    base after the planar layers (planarflow's) and before them (the paper's q₀ = N(μ, LLᵀ),
+    base after the planar layers (planarflow's) and before them (the paper's q₀ = N(μ, AAᵀ),
     swapped into reference.flow_forward/flow_backward for the run). Returns rows
     (placement, posterior, seed, final loss, k̂, mean error in sds, sd error)."""
     import contextlib
@@ -215,7 +215,7 @@ def main(argv=None):
         return
     if args.placement:
         say("The learnable base after the planar layers (planarflow) or before them (the paper's")
-        say("q₀ = N(μ, LLᵀ)): fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(…, 20 000)")
+        say("q₀ = N(μ, AAᵀ)): fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(…, 20 000)")
         say("  base    posterior       seed   final loss     k̂   mean error (sd)   sd error")
         for where, name, seed, loss, k_hat, dm, ds in base_placement():
             say(f"  {where:6}  {name:14}  {seed:4d}   {loss:10.4f}  {k_hat:5.2f}   {dm:15.3f}   {ds:8.3f}")

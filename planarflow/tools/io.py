@@ -316,7 +316,7 @@ CHECKPOINT_ARRAYS = dict.fromkeys(
 CHECKPOINT_ARRAYS["meta"] = np.uint8        # UTF-8 JSON: step, settings, Adam's t, the rng state
 CHECKPOINT_BASE = dict.fromkeys([k for key in BASE_KEYS for k in (key, "adam_m_" + key, "adam_v_" + key)],
                                 np.float64)
-CHECKPOINT_FRAME = dict.fromkeys(("frame_c", "frame_S"), np.float64)   # the Laplace frame x = c + S·y
+CHECKPOINT_FRAME = dict.fromkeys(("frame_c", "frame_S"), np.float64)   # the Laplace frame x = x* + R·y
 
 
 def _json_ready(x):
@@ -349,7 +349,7 @@ def _from_json(x, depth=0):
 def save_checkpoint(path, params, adam_m, adam_v, adam_t, history, rng, meta, frame=None):
     """Atomically write a training checkpoint (see ``fit(checkpoint=...)``): the parameters,
     Adam's moments (dicts shaped like params) and step count, the history, the generator, and
-    the frame (c, S) the flow is trained in, if any."""
+    the frame (x*, R) the flow is trained in, if any."""
     meta = dict(meta, adam_t=adam_t, rng_state=_json_ready(rng.bit_generator.state))
     text = json.dumps(meta).encode("utf-8")
     arrays = {}
@@ -367,7 +367,7 @@ def save_checkpoint(path, params, adam_m, adam_v, adam_t, history, rng, meta, fr
 
 def load_checkpoint(path):
     """Read a checkpoint written by ``save_checkpoint``: (params, adam_m, adam_v, history, meta,
-    frame (c, S) or None). Every array is checked against the others and the metadata's sizes."""
+    frame (x*, R) or None). Every array is checked against the others and the metadata's sizes."""
     path = check_path(path, "resume")
     arrays = _read_npz(path, CHECKPOINT_ARRAYS, "resume", optional=(CHECKPOINT_BASE, CHECKPOINT_FRAME))
     try:

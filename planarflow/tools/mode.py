@@ -6,12 +6,12 @@ method does not care about units: its step −H⁻¹∇U is the same whether a c
 in dollars or in thousands of dollars. So ``fit`` first finds a mode x* of U and the Laplace
 approximation N(x*, H⁻¹) there, H = ∇²U(x*), and trains the flow in that frame (``Frame``):
 
-    x = c + S·y,    c = x*,  S = cholesky(H⁻¹)  (lower-triangular),    Ũ(y) = U(c + S·y)
+    x = x* + R·y,    R = cholesky(H⁻¹)  (lower-triangular),    Ũ(y) = U(x* + R·y)
 
 in which the target is close to N(0, I) — every coordinate in units of its own spread, every
 correlation removed to first order. The flow's planar layers start at the identity and its
 learnable base (reference.py §5) at N(0, I) in y, i.e. at the Laplace approximation in x; at the
-end the frame is folded into the base: μ ← c + S·μ, L ← S·L (still lower-triangular).
+end the frame is folded into the base: μ ← x* + R·μ, A ← R·A (still lower-triangular).
 
 Newton with a line search, for U with gradient g and Hessian H at x:
 
@@ -184,50 +184,41 @@ def find_mode(target, x0=None, max_iter=MAX_ITER):
 
 
 class Frame:
-    """A target seen in the Laplace frame: Ũ(y) = U(c + S·y), ∇Ũ(y) = Sᵀ·∇U(c + S·y).
+    """A target seen in the Laplace frame: Ũ(y) = U(x* + R·y), ∇Ũ(y) = Rᵀ·∇U(x* + R·y).
 
-    ``log_det`` = log det S = Σ log Sᵢᵢ: densities in y and x differ by it, so a loss computed in
-    the frame is the loss in x plus log det S, and fit reports the latter.
+    ``log_det`` = log det R = Σ log Rᵢᵢ: densities in y and x differ by it, so a loss computed in
+    the frame is the loss in x plus log det R, and fit reports the latter.
     """
 
-    def __init__(self, target, c, S):
-        self.target, self.c, self.S = target, c, S
+    def __init__(self, target, center, R):
+        self.target, self.center, self.R = target, center, R
         self.dim = target.dim
         self.name = getattr(target, "name", "target")
-        self.log_det = float(np.sum(np.log(np.diag(S))))
-        target.typical = frame_typical(S)            # central differences in x, scaled to the frame
+        self.log_det = float(np.sum(np.log(np.diag(R))))
+        target.typical = frame_typical(R)            # central differences in x, scaled to the frame
 
     def to_x(self, y):
-        return self.c + y @ self.S.T
+        return self.center + y @ self.R.T
 
     def energy(self, y):
         return self.target.energy(self.to_x(y))
 
     def grad(self, y):
-        return self.target.grad(self.to_x(y)) @ self.S
+        return self.target.grad(self.to_x(y)) @ self.R
 
     def energy_and_grad(self, y):
         U, g = self.target.energy_and_grad(self.to_x(y))
-        return U, g @ self.S
+        return U, g @ self.R
 
     def fold(self, params):
-        """The flow trained in the frame, expressed in x: μ ← c + S·μ, L ← S·L (arrays with or
-        without a leading member axis)."""
-        sigma = np.exp(params["log_sigma"])
-        L = np.tril(params["lower"], -1) + sigma[..., :, None] * np.eye(self.dim)
-        SL = self.S @ L
-        return dict(params, mu=self.c + params["mu"] @ self.S.T,
-                    log_sigma=np.log(np.diagonal(SL, axis1=-2, axis2=-1)), lower=np.tril(SL, -1))
-
-    def unfold(self, params):
-        """The inverse of fold: a flow in x expressed in the frame."""
-        sigma = np.exp(params["log_sigma"])
-        L = np.tril(params["lower"], -1) + sigma[..., :, None] * np.eye(self.dim)
-        TL = np.linalg.solve(self.S, L)
-        return dict(params, mu=np.linalg.solve(self.S, (params["mu"] - self.c)[..., None])[..., 0],
-                    log_sigma=np.log(np.diagonal(TL, axis1=-2, axis2=-1)), lower=np.tril(TL, -1))
+        """The flow trained in the frame, expressed in x: μ ← x* + R·μ, A ← R·A (arrays with or
+        without a leading member axis; R·A is lower-triangular with diagonal Rᵢᵢ·σᵢ)."""
+        A = np.tril(params["lower"], -1) + np.exp(params["log_sigma"])[..., :, None] * np.eye(self.dim)
+        RA = self.R @ A
+        return dict(params, mu=self.center + params["mu"] @ self.R.T,
+                    log_sigma=np.log(np.diagonal(RA, axis1=-2, axis2=-1)), lower=np.tril(RA, -1))
 
 
-def frame_typical(S):
-    """Each x coordinate's typical size in a frame: the length of its row of S (its spread)."""
-    return np.sqrt((S * S).sum(axis=1))
+def frame_typical(R):
+    """Each x coordinate's typical size in a frame: the length of its row of R (its spread)."""
+    return np.sqrt((R * R).sum(axis=1))

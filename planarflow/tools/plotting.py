@@ -16,6 +16,14 @@ from .api import log_prob
 from .io import atomic_output
 
 
+def kl_text(kl, stderr, decimals=4, sep=" ± "):
+    """KL ± its standard error, to the decimal place of the error's first significant digit
+    (at least ``decimals``): never "0.0002 ± 0.0000"."""
+    if np.isfinite(stderr) and stderr > 0:
+        decimals = max(decimals, -int(np.floor(np.log10(stderr))))
+    return f"{kl:.{decimals}f}{sep}{stderr:.{decimals}f}"
+
+
 def grid(limit=4.0, n=200):
     """Cell centres of an n × n grid on (−limit, limit)², as the axis x (n,) and points (n², 2).
 
@@ -152,7 +160,7 @@ def training_curves(results, Ks, names, path, window=50):
             if r["curve"]["switch"]:
                 ax.axvline(r["curve"]["switch"], color="0.3", lw=0.8, ls=":", label="best candidate refined")
             ax.set_ylim(floor - 0.15, floor + max(1.0, 2.5 * (np.median(smooth[-w:]) - floor) + 0.3))
-            ax.text(0.97, 0.93, f"KL {r['kl']:.3f} ± {r['stderr']:.3f}", transform=ax.transAxes,
+            ax.text(0.97, 0.93, f"KL {kl_text(r['kl'], r['stderr'], decimals=3)}", transform=ax.transAxes,
                     ha="right", va="top", fontsize=8)
             if i == len(names) - 1:
                 ax.set_xlabel("step", fontsize=9)

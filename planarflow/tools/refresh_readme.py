@@ -3,7 +3,9 @@
     python -m planarflow.refresh_readme            # run from the repository's top folder
 
 Each generated block of README.md sits between ``<!-- begin NAME -->`` and ``<!-- end NAME -->``
-and is replaced by the output of the command recorded with it. The README also records a
+and is replaced by the output of the command recorded with it. docs/reference.ipynb, the lesson
+as an executed notebook, is made from planarflow/reference.py (``make_notebook``; jupytext and
+nbclient, from the optional extra ``refresh``). The README also records a
 fingerprint of the code (planarflow/*.py, planarflow/tools/*.py, docs/*.py and demo.py); tests/test_readme.py fails when the code
 has changed since the numbers were generated, so they are never stale and never typed by hand.
 """
@@ -66,6 +68,34 @@ def replace_block(text, name, body):
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(3), text)
 
 
+NOTEBOOK = "docs/reference.ipynb"
+
+
+def make_notebook(root=ROOT):
+    """docs/reference.ipynb: planarflow/reference.py as a notebook (jupytext), executed (nbclient)
+    in a temporary folder, so that it carries its printed numbers and its picture. The tools come
+    from the optional extra ``refresh`` (setup.cfg); nothing else in planarflow needs them."""
+    import tempfile
+
+    try:
+        import jupytext
+        import nbclient
+        import nbformat
+    except ImportError as exc:
+        raise SystemExit(f"the notebook needs the refresher's extra tools ({exc.name} is missing): "
+                         f"python -m pip install -e \".[refresh]\"") from None
+    from .io import atomic_output
+
+    print("$ jupytext --to ipynb planarflow/reference.py; execute it (nbclient)", flush=True)
+    nb = jupytext.read(os.path.join(root, "planarflow", "reference.py"))
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    with tempfile.TemporaryDirectory() as folder:
+        nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                                resources={"metadata": {"path": folder}}).execute()
+    with atomic_output(os.path.join(root, NOTEBOOK)) as tmp:
+        nbformat.write(nb, tmp)
+
+
 def main(argv=None):
     import argparse
 
@@ -75,10 +105,10 @@ def main(argv=None):
                     "about half an hour): every generated block, the code it shows, the figures in docs/, and "
                     "the code fingerprint that tests/test_readme.py checks.")
     parser.add_argument("blocks", nargs="*", metavar="BLOCK",
-                        help=f"regenerate only these blocks ({', '.join(COMMANDS)}); the fingerprint is then "
-                             f"left as it is")
+                        help=f"regenerate only these blocks ({', '.join(COMMANDS)}, or notebook: "
+                             f"{NOTEBOOK}); the fingerprint is then left as it is")
     args = parser.parse_args(argv)
-    unknown = [b for b in args.blocks if b not in COMMANDS]
+    unknown = [b for b in args.blocks if b not in COMMANDS and b != "notebook"]
     if unknown:
         parser.error(f"unknown block {unknown[0]!r}; choose from {', '.join(COMMANDS)}")
     path = os.path.join(ROOT, "README.md")
@@ -96,6 +126,8 @@ def main(argv=None):
             continue
         out = run(cmd)
         text = replace_block(text, name, f"```\n$ {' '.join(cmd)}\n{out}\n```")
+    if not names or "notebook" in names:
+        make_notebook()
     for name, source_path in SOURCES.items():      # code the README shows, copied from its file
         with open(os.path.join(ROOT, source_path), encoding="utf-8") as f:
             source = f.read().split('"""\n', 1)[-1].strip("\n")       # without the module docstring

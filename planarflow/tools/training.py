@@ -280,7 +280,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         if checkpoint is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
             save_checkpoint(checkpoint, params, {k: m[0] for k, m in adam.m.items()},
                             {k: v[0] for k, v in adam.v.items()}, adam.t, history, rng,
-                            dict(settings, step=t + 1), None if frame is None else (frame.c, frame.S))
+                            dict(settings, step=t + 1), None if frame is None else (frame.center, frame.R))
         if callback is not None:
             callback(t, loss, beta)
         if report.due():
@@ -447,7 +447,7 @@ def _check_one(params, K, dim, name):
 
 def _resume(path, settings, adam, history):
     """Restore parameters, Adam, history and the generator from a checkpoint; returns
-    (params, rng, the start step, the frame (c, S) or None)."""
+    (params, rng, the start step, the frame (x*, R) or None)."""
     params, m, v, saved_history, meta, frame = load_checkpoint(path)
     for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps", "engine", "gradient", "target"):
         if meta.get(key, "full" if key == "gradient" else None) != settings[key]:
