@@ -39,7 +39,9 @@ def test_every_planarflow_exception_pickles_with_its_attributes():
 def test_a_diverging_fit_in_a_worker_is_reported_not_waited_on():
     jobs = make_jobs(["U1", "U2"], [2], steps=50, batch_size=64, grid_n=20, kl_samples=1000, lr=1e300)
     results = run_jobs(jobs, workers=2, progress=False)
-    assert all(r["diverged"] == 0 for r in results)                   # scored from the start
+    # step 0's update leaves the domain (entries of 1e300); step 1's loss is not finite: scored
+    # from the parameters step 1 started from, the valid start
+    assert all(r["diverged"] in (0, 1) and np.isfinite(r["kl"]) for r in results)
 
 
 def test_a_worker_killed_by_the_system_is_named_promptly():

@@ -198,7 +198,12 @@ class PaperTarget:
 
     def energy_and_grad(self, z):
         """U(z) of shape (N,) and ∇U(z) of shape (N, 2) for z of shape (N, 2)."""
-        return targets.paper_energy(self.name, check_points(z, "z", 2), self.box, self.wall)
+        return self._unchecked_energy_and_grad(check_points(z, "z", 2))
+
+    def _unchecked_energy_and_grad(self, z):
+        """For planarflow's own loops (validation.CheckedTarget), whose points are already float64
+        arrays of the right shape: the energy without checking them again."""
+        return targets.paper_energy(self.name, z, self.box, self.wall)
 
     def energy(self, z):
         """U(z), shape (N,), for z of shape (N, 2)."""
@@ -252,7 +257,10 @@ class Gaussian:
         return self.identity
 
     def energy_and_grad(self, z):
-        return targets.gaussian(check_points(z, "z", self.dim), self.mean, self.std)
+        return self._unchecked_energy_and_grad(check_points(z, "z", self.dim))
+
+    def _unchecked_energy_and_grad(self, z):
+        return targets.gaussian(z, self.mean, self.std)
 
     def energy(self, z):
         return self.energy_and_grad(z)[0]

@@ -29,6 +29,7 @@ COMMANDS = {
     "placement": ["python", "-m", "planarflow.benchmark", "--placement"],
     "posteriors": ["python", "-m", "planarflow.benchmark", "--posteriors"],
     "eight-schools": ["python", "docs/eight_schools.py"],
+    "spread": ["python", "-m", "planarflow.experiment", "--seeds", "0", "1", "2", "3", "4", "5"],
 }
 
 

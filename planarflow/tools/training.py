@@ -265,7 +265,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         return losses, grads
 
     def after_step(t, losses, beta):
-        outside = param_domain_violation(members)
+        at_end = t + 1 == steps or (checkpoint is not None and (t + 1) % checkpoint_every == 0)
+        outside = param_domain_violation(members, full=at_end)
         if outside is not None:
             for k in keys:
                 np.copyto(members[k], last[k])

@@ -175,11 +175,13 @@ def check_params(params, name="params"):
     return (params if same else arrays), K, d
 
 
-def param_domain_violation(params):
+def param_domain_violation(params, full=True):
     """For parameters known to be float64 arrays of the right shapes, with or without a leading
-    member axis: a description of the first way they leave the domain, or None (the training
-    loop's check, every step: one reduction per array, and two for the constraint)."""
-    for k, v in params.items():
+    member axis: a description of the first way they leave the domain, or None. full=False checks
+    only ‖w‖ and wᵀu (two reductions: the training loop's check every step — a parameter that is
+    not finite makes the next loss or gradient not finite, which the loop catches anyway); the
+    full check adds every entry's size (the loop's check at checkpoints and at the end)."""
+    for k, v in (params.items() if full else ()):
         big = np.abs(v).max()
         if not big <= (MAX_LOG_SIGMA if k == "log_sigma" else MAX_ABS):      # NaN fails it too
             return (f"params[{k!r}] is not finite" if not np.isfinite(big) else
@@ -275,6 +277,9 @@ class CheckedTarget:
         self.nonfinite = None
         self._warned = False
         self._pending = None                 # ∇U from the last energy() call, when energy_and_grad gave both
+        # planarflow's own targets (api.PaperTarget, api.Gaussian) return fresh float64 arrays of
+        # the right shape for any float64 (N, d) points: they are called without copies or checks
+        self._own = getattr(target, "_unchecked_energy_and_grad", None)
 
     def _check(self, value, method, shape, points):
         try:
@@ -300,6 +305,10 @@ class CheckedTarget:
         return arr
 
     def energy(self, z):
+        if self._own is not None:
+            U, g = self._own(z)
+            self._pending = (z, g)
+            return U
         if self._both is not None or (self.training and not self.has_grad):
             # one call for both (central differences include U(z) itself); grad at z follows
             U, g = self.energy_and_grad(z)
@@ -309,7 +318,7 @@ class CheckedTarget:
 
     def grad(self, z, typical=None):
         pending, self._pending = self._pending, None
-        if pending is not None and pending[0].shape == z.shape and np.array_equal(pending[0], z):
+        if pending is not None and (pending[0] is z or (pending[0].shape == z.shape and np.array_equal(pending[0], z))):
             return pending[1]
         if self._both is not None:
             return self.energy_and_grad(z)[1]
@@ -319,6 +328,8 @@ class CheckedTarget:
 
     def energy_and_grad(self, z, typical=None):
         """(U (N,), ∇U (N, d)); ``typical`` (d,): each coordinate's spread, for central differences."""
+        if self._own is not None:
+            return self._own(z)
         if self._both is not None:
             out = self._both(np.array(z))
             if not isinstance(out, tuple) or len(out) != 2:
