@@ -24,6 +24,17 @@ def target_for(d, k):
 
 # --- the default fit is reference.fit -------------------------------------------------------
 
+def test_an_edit_of_reference_fits_loop_changes_what_pf_fit_computes(monkeypatch):
+    """pf.fit runs reference.fit's loop, looked up when called: a teacher who edits it (here the
+    loop is replaced by one that halves every step's learning rate) sees pf.fit follow."""
+    target = pf.get_target("U2")
+    before, _ = pf.fit(target, 2, 20, 16, rng=0, progress=False)
+    original = reference.fit
+    monkeypatch.setattr(reference, "fit", lambda *a, **kw: original(*a, **dict(kw, lr=kw["lr"] / 2)))
+    after, _ = pf.fit(target, 2, 20, 16, rng=0, progress=False)
+    assert not np.allclose(after["u"], before["u"])
+
+
 def test_fit_returns_exactly_what_reference_fit_returns():
     target = pf.get_target("U4")
     kw = dict(lr=2e-2, anneal_steps=40, rng=3, lr_final=1e-3)
@@ -169,6 +180,7 @@ def test_the_public_functions_run_reference_py_and_never_enter_the_fused_engine(
         if name != "inverse":
             assert ("reference.py", "planar_forward") in seen, name
     assert ("reference.py", "planar_backward") in functions_called(calls["fit"])
+    assert ("reference.py", "fit") in functions_called(calls["fit"])         # the lesson's own loop
     fused_fit = functions_called(lambda: pf.fit(target, 2, 3, 8, rng=0, progress=False, engine="fused"))
     assert ("fused.py", "fused_forward") in fused_fit and ("reference.py", "planar_forward") not in fused_fit
 

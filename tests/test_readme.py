@@ -66,3 +66,26 @@ def test_the_kl_vs_k_claims_hold_in_the_readmes_table():
     within = re.search(r"(\d+) of (\d+) fits at or below the median of its KL over the seeds \(no allowance\)", block)
     assert doubled and doubled.group(1) == doubled.group(2) == "72"
     assert within and within.group(1) == within.group(2) == "36"
+
+
+def test_every_seed_of_the_demos_fits_is_at_or_below_the_pytorch_recipes_median():
+    """The spread block (six seeds of the demo's twelve fits) against the kl-vs-k block's PyTorch
+    medians: every seed's KL at or below the median (no allowance), and every K = 32 fit at or
+    below 0.01 nats — as the README says."""
+    import re
+
+    medians = {(name, int(K)): float(median) for name, K, median in re.findall(
+        r"^\s+(U\d)\s+(\d+)\s+([\d.]+)\s+[\d.]+\s*✗?$", readme_block("kl-vs-k"), flags=re.M)}
+    assert len(medians) == 12
+    spread = readme_block("spread").split("median and worst")[1]
+    Ks = [int(k) for k in re.findall(r"K = (\d+)", spread.splitlines()[1])]
+    worst = {}
+    for line in spread.splitlines()[2:]:
+        cells = line.split()
+        if cells[:1] and re.fullmatch(r"U\d", cells[0]):
+            for i, K in enumerate(Ks):
+                worst[(cells[0], K)] = float(cells[2 + 2 * i])
+    assert set(worst) == set(medians)
+    for key, value in worst.items():
+        assert value <= medians[key], (key, value, medians[key])
+        assert key[1] != 32 or value <= 0.01, (key, value)
