@@ -216,3 +216,17 @@ def test_kl_with_an_estimated_log_z_says_it_is_an_estimate():
         kl, se = pf.kl_divergence(params, pf.Gaussian(np.zeros(3), np.ones(3) * 2), 2000, rng=1,
                                   log_z="importance")
     assert np.isfinite(kl)
+
+
+def test_keep_best_false_returns_the_last_parameters_as_a_plain_loop_does():
+    calls = [0]
+
+    def energy_and_grad(z):
+        calls[0] += 1
+        return 0.5 * (z * z).sum(axis=1) + (50.0 if calls[0] > 400 else 0.0), z
+
+    target = pf.Target(2, energy_and_grad=energy_and_grad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pf.FitWarning)          # no warning: nothing was swapped
+        params, history = pf.fit(target, 2, 600, 64, rng=0, progress=False, start="standard", keep_best=False)
+    assert history["returned_step"] == 600

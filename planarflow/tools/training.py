@@ -67,7 +67,7 @@ class FitWarning(UserWarning):
 def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, params=None,
         lr_final=None, progress=True, callback=None, checkpoint=None, checkpoint_every=1000,
         resume=None, label=None, population=None, dim=None, engine="reference", start="auto", x0=None,
-        gradient="full"):
+        gradient="full", keep_best=True):
     """Fit a K-layer planar flow to ``target`` by minimising the reverse KL with Adam.
 
     Parameters
@@ -117,6 +117,10 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         reference.py §8) — the same expected gradient, with the score term's noise dropped, so
         that the gradient's variance vanishes as the flow reaches the target.
 
+    keep_best : bool (default True): return the best parameters instead of the last ones when the
+        run ends worse than its best (below); False returns the last ones whatever happened —
+        what a plain training loop does (the PyTorch implementation's recipe is run this way).
+
     Returns
     -------
     params : dict u (K, d), w (K, d), b (K,) — and mu (d,), log_sigma (d,), lower (d, d) when the
@@ -125,7 +129,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         every step, the loss in the target's own coordinates (≥ −log Z at β = 1); and
         ``returned_step``, how many steps the returned parameters had taken (one per member).
 
-    The parameters returned are the last ones, unless the loss smoothed over the last
+    The parameters returned are the last ones, unless (with keep_best) the loss smoothed over the last
     max(10, min(200, steps/20)) steps at β = 1 ended worse than the best it reached by more than
     0.05 nats plus five of its standard errors: then they are those best parameters, and a
     FitWarning says so (a run that blows up late cannot silently return worse than it had).
@@ -154,8 +158,9 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     if anneal_steps is not None:
         anneal_steps = as_int(anneal_steps, "anneal_steps", minimum=0, maximum=MAX_STEPS)
     checkpoint_every = as_int(checkpoint_every, "checkpoint_every", maximum=MAX_STEPS)
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress: expected True or False, got {progress!r}")
+    for flag, value in (("progress", progress), ("keep_best", keep_best)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{flag}: expected True or False, got {value!r}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
     if label is not None and not isinstance(label, str):
@@ -220,7 +225,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         adam.m = {k: m[None] for k, m in adam.m.items()}
         adam.v = {k: v[None] for k, v in adam.v.items()}
     engine_target = checked if frame is None else frame
-    log_det = 0.0 if frame is None else frame.log_det          # loss in x = loss in the frame − log det S
+    log_det = 0.0 if frame is None else frame.log_det          # loss in x = loss in the frame − log det R
     keeper = BestKeeper(members, steps, begin)
     last = {k: np.empty_like(v) for k, v in members.items()}    # the last valid parameters
     step_fn = _reference_step if engine == "reference" else _fused_step(fused.Workspace())
@@ -293,7 +298,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
                       lr_final=lr_final, dim=dim, callback=after_step, gradient=gradient, params=members,
                       objective=objective, adam=adam, start=begin, shape=(P, batch_size, dim))
     report.close()
-    returned = keeper.finish(members, steps)
+    returned = keeper.finish(members, steps) if keep_best else None
     if returned is not None:
         warnings.warn(returned, FitWarning, stacklevel=2)
     out = _history_arrays(history)

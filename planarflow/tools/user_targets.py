@@ -200,10 +200,9 @@ def check_target(target, points=None, n=8, rng=None, tolerance=1e-6):
     Each coordinate's error is rel_error over the points: max|a − b| / max(1e-8, max(|a| + |b|)).
     """
     from .mode import ModeNotFound, find_mode
-    from .validation import CheckedTarget
+    from .validation import CheckedTarget, target_dim
 
-    d = getattr(target, "dim", None)
-    checked = CheckedTarget(target, as_int(d, "target.dim") if d is not None else None)
+    checked = CheckedTarget(target, target_dim(target))
     if not (callable(getattr(target, "grad", None)) or callable(getattr(target, "energy_and_grad", None))):
         raise TypeError("target: has no grad or energy_and_grad to check")
     rng = make_rng(rng)
