@@ -298,7 +298,10 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
                       lr_final=lr_final, dim=dim, callback=after_step, gradient=gradient, params=members,
                       objective=objective, adam=adam, start=begin, shape=(P, batch_size, dim))
     report.close()
-    returned = keeper.finish(members, steps) if keep_best else None
+    if keep_best:
+        returned = keeper.finish(members, steps)
+    else:
+        returned, keeper.returned_step = None, np.full(P, steps)
     if returned is not None:
         warnings.warn(returned, FitWarning, stacklevel=2)
     out = _history_arrays(history)
