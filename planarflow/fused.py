@@ -274,8 +274,7 @@ def fused_score(z0, cache):
 def base_members(params, zK):
     """reference.base_forward for each member: x = μ + A·z_K with A = diag(σ) + lower (P, d, d).
     Returns x (P, N, d), the log-dets Σᵢ log σᵢ (P,) and A."""
-    d = zK.shape[2]
-    A = np.tril(params["lower"], -1) + np.exp(params["log_sigma"])[:, :, None] * np.eye(d)
+    A = reference.base_matrix(params["log_sigma"], params["lower"])
     return params["mu"][:, None, :] + np.matmul(zK, A.transpose(0, 2, 1)), params["log_sigma"].sum(axis=1), A
 
 

@@ -75,7 +75,7 @@ def inverse(params, y):
     """The z₀ with flow_forward(params, z₀) = y, for every row of y (N, d); returns (N, d)."""
     z = y
     if "mu" in params:                       # undo the base x = μ + A·z first: z = A⁻¹(x − μ)
-        A = np.diag(np.exp(params["log_sigma"])) + np.tril(params["lower"], -1)
+        A = reference.base_matrix(params["log_sigma"], params["lower"])
         z = np.linalg.solve(A, (y - params["mu"]).T).T
     u_hat, sp, _ = reference.u_hat_forward(params["u"], params["w"])       # (K, d), (K,)
     w, b = params["w"], params["b"]

@@ -23,11 +23,9 @@ import numpy as np
 # ## 1. Three numerically stable helpers
 #
 #     softplus(x) = log(1 + eˣ)      as np.logaddexp(0, x): no overflow for x ≫ 0
-#     h'(a) = 1 − tanh²(a) = sech²(a) = 4e/(1 + e)²,   e = e^{−2|a|} ≤ 1
+#     h'(a) = 1 − tanh²(a) = sech²(a) = 4e/(1 + e)²,   e = e^{−2|a|} ≤ 1: never cancels, where
+#             1 − tanh² keeps fewer than 8 digits for |a| > 10 and is exactly 0 for |a| > 19
 #     log N(z; 0, I) = −½‖z‖² − (d/2)·log 2π
-#
-# 1 − tanh² keeps fewer than 8 digits for |a| > 10 and is exactly 0 for |a| > 19; the form with
-# e never cancels.
 
 # %%
 def softplus(x):
@@ -220,10 +218,15 @@ def init_params(K, dim=2, rng=None, u_scale=0.1, b_scale=1.0, base=False):
 #     ∂L/∂log σᵢ = (gA)ᵢᵢ·σᵢ + Σₙ ∂L/∂log det
 
 # %%
+def base_matrix(log_sigma, lower):
+    """A = diag(σ) + the strictly lower part of lower: (d, d), or (P, d, d) for P flows."""
+    return np.tril(lower, -1) + np.exp(log_sigma)[..., :, None] * np.eye(log_sigma.shape[-1])
+
+
 def base_forward(z, mu, log_sigma, lower):
     """z (N, d), mu (d,), log_sigma (d,), lower (d, d) -> x (N, d), log det A, cache."""
-    A = np.diag(np.exp(log_sigma)) + np.tril(lower, -1)
-    return mu + z @ A.T, log_sigma.sum(), (z, A, np.exp(log_sigma))
+    A = base_matrix(log_sigma, lower)
+    return mu + z @ A.T, log_sigma.sum(), (z, A, np.diag(A))
 
 
 def base_backward(dx, dlogdet, cache):
@@ -361,9 +364,8 @@ class Adam:
 # ## 10. Training: fresh noise every step, annealing, Adam
 #
 # β_t = min(1, 0.01 + t/T) over the first T = anneal_steps steps (the paper's §6.1): the flattened
-# target e^{−β·U} lets the flow spread over every mode before it commits to U. The learning rate
-# may decay from lr to lr_final along a cosine (large steps to travel, small ones to average out
-# the gradient noise at the end).
+# target e^{−β·U} lets the flow spread over every mode before it commits to U. The learning rate may
+# decay from lr to lr_final along a cosine (large steps to travel, small ones to settle at the end).
 
 # %%
 def beta_schedule(t, anneal_steps):
@@ -400,9 +402,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=0, rng=None, lr_fina
 
 # %% [markdown]
 # ## 11. Run it: U₁ with 16 layers (about ten seconds), then a picture of what it learned
-#
-# While β < 1 the loss is that of the flattened target e^{−β·U}, whose floor lies lower; from
-# step 1000 on (β = 1) it approaches −log Z from above, and the gap that remains is the KL.
+# While β < 1 the loss is that of the flattened target e^{−β·U}, whose floor lies lower; from step
+# 1000 on (β = 1) it approaches −log Z from above, and the gap that remains is the KL.
 
 # %%
 if __name__ == "__main__":
@@ -426,8 +427,8 @@ if __name__ == "__main__":
     print(f"KL(q_K ‖ p) = loss + log Z = {kl:.4f} nats on 200 000 fresh samples (0 = a perfect fit)")
 
 # %% [markdown]
-# The true density e^{−U₁}/Z on a grid beside a histogram of the flow's samples. matplotlib is
-# imported only here: without it the lesson has printed its numbers and says why there is no picture.
+# The true density e^{−U₁}/Z beside a histogram of the flow's samples; matplotlib is imported only
+# here (without it the lesson has printed its numbers, and says why there is no picture).
 
 # %%
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ raises ModeNotFound with what was seen; ``fit`` then says so and starts at N(0, 
 
 import numpy as np
 
+from .. import reference
+
 
 MAX_ITER = 200
 DECREMENT_TOL = 1e-10        # nats: half the predicted decrease left at the mode
@@ -213,8 +215,7 @@ class Frame:
     def fold(self, params):
         """The flow trained in the frame, expressed in x: μ ← x* + R·μ, A ← R·A (arrays with or
         without a leading member axis; R·A is lower-triangular with diagonal Rᵢᵢ·σᵢ)."""
-        A = np.tril(params["lower"], -1) + np.exp(params["log_sigma"])[..., :, None] * np.eye(self.dim)
-        RA = self.R @ A
+        RA = self.R @ reference.base_matrix(params["log_sigma"], params["lower"])
         return dict(params, mu=self.center + params["mu"] @ self.R.T,
                     log_sigma=np.log(np.diagonal(RA, axis1=-2, axis2=-1)), lower=np.tril(RA, -1))
 

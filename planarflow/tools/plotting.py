@@ -113,7 +113,8 @@ def figure3(rows, Ks, path, limit=4.0):
             else:
                 fit = row["fits"][Ks[c - 1]]
                 if fit.get("kl") is not None:
-                    ax.text(0.03, 0.03, f"KL {fit['kl']:.3f}", transform=ax.transAxes, color="white",
+                    ax.text(0.03, 0.03, f"KL {fit['kl']:.2g}" if fit["kl"] < 0.01 else f"KL {fit['kl']:.3f}",
+                            transform=ax.transAxes, color="white",
                             fontsize=8, va="bottom")
     _suptitle(fig, "Planar flows fitted by reverse KL (Rezende & Mohamed 2015, Fig. 3); "
                    "z₁ →, z₂ ↑, box (−4, 4)²", fig.get_figwidth(), 9)

@@ -205,7 +205,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         if params is not None:
             params = _check_start(params, K, dim, population)
             if population is None and "mu" in params:        # train in the units of its own base
-                frame = Frame(checked, params["mu"], _base_matrix(params))
+                frame = Frame(checked, params["mu"], reference.base_matrix(params["log_sigma"], params["lower"]))
                 params = dict(params, mu=np.zeros(dim), log_sigma=np.zeros(dim), lower=np.zeros((dim, dim)))
         else:
             kind = start if isinstance(start, (str, Mode)) else "auto"
@@ -311,11 +311,6 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
 
 def _history_arrays(history):
     return {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
-
-
-def _base_matrix(params):
-    """L = diag(σ) + lower of a flow's learnable base (reference.base_forward's L)."""
-    return np.diag(np.exp(params["log_sigma"])) + np.tril(params["lower"], -1)
 
 
 def _laplace_frame(checked, mode, x0, report, label):
