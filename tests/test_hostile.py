@@ -465,8 +465,11 @@ def test_demo_with_a_huge_learning_rate_reports_divergence_and_finishes(tmp_path
 
 def test_demo_ctrl_c_ends_in_one_line_with_status_130_and_no_orphans(tmp_path):
     before = set(_spawned())
+    # Ctrl-C as a terminal delivers it: the demo starts with SIGINT's default disposition, which a
+    # suite started as a background job (`pytest &`, nohup) would otherwise pass down as ignored
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "demo.py"), "--out", str(tmp_path / "f.png")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert eventually(lambda: set(_spawned()) - before)               # the workers run
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
