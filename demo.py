@@ -90,13 +90,14 @@ def parse_args(argv=None):
     p.add_argument("--K", nargs="+", type=bounded_int(1, MAX_K), default=list(KS), metavar="K",
                    help=f"numbers of layers, 1 to {MAX_K} (default: 2 8 32)")
     p.add_argument("--steps", type=bounded_int(1, MAX_STEPS),
-                   help="Adam steps of each fit's final run (default: the recipe's, below); for K ≤ 16 "
-                        "the candidates' stages scale with it")
+                   help="Adam steps of each fit's final run (default: the recipe's, below); the "
+                        "candidates' stages scale with it")
     p.add_argument("--batch-size", type=bounded_int(1, 10 ** 7),
-                   help="samples per step of the final run (default: 1024; candidates use at most 256)")
+                   help="samples per step of the final run (default: 1024; candidates use at most 256, "
+                        "512 for K > 16)")
     p.add_argument("--lr", type=positive_float,
                    help="Adam's initial learning rate of each fit's final run (default: the recipe's, "
-                        "below); candidates start at 5 × this")
+                        "below); candidates start at 5 × this (1.5 × for K > 16)")
     p.add_argument("--seed", type=bounded_int(0, 2 ** 63 - 1), default=0,
                    help="random seed, a non-negative integer (default: 0)")
     p.add_argument("--out", type=figure_path, default="figure3.png",

@@ -16,22 +16,20 @@ into blocks of BLOCK; z is computed only at the blocks' ends, each with one matr
 after another — works on rows of N numbers and never touches the d coordinates of z. Every
 product with d in it is one matrix product per block:
 
-    forward    2W_b·z_sᵀ (B, N)      z_e = z_s + T_bᵀ·Û_b (N, d)        T = (t_k⁽ⁿ⁾), B ≤ BLOCK rows
+    forward    W_b·z_sᵀ (B, N)       z_e = z_s + T_bᵀ·Û_b (N, d)        T = (t_k⁽ⁿ⁾), B ≤ BLOCK rows
     backward   Û_b·(∂L/∂z_e)ᵀ, T_b·∂L/∂z_e, GA_b·z_s, GA_bᵀ·W_b       GA = (∂L/∂a_k⁽ⁿ⁾)
 
 The cost is O(K·d·N) in those products plus O(K·BLOCK·N) in the chain: linear in d, as the
-math's is, and each layer of the chain is four NumPy calls forward and two backward. (BLOCK
+math's is, and each layer of the chain is two NumPy calls forward and two backward. (BLOCK
 trades the chain's rows, up to BLOCK per layer, against the per-block calls; 8 to 16 measure
 best here; BLOCK = 1 would be the plain layer-by-layer order.) Below, s..e are a block's layers.
 
-Forward. With M_kj = 2·w_kᵀû_j for s < j < k and q_k = t_k − 1 = −2/(1 + e^{2a_k}) (tanh through
-exp, which NumPy computes about twice as fast; e^{2a} overflows harmlessly to inf for a > 354,
-giving q = 0, so the loop silences overflow warnings),
+Forward. With M_kj = w_kᵀû_j for s < j < k and E_k = w_kᵀz_s + b_k,
 
-    2a_k = E_k + Σ_j M_kj·q_j,      E_k = 2(w_kᵀz_s + b_k) + Σ_j M_kj       (since t_j = 1 + q_j)
+    a_k = E_k + Σ_{s<j<k} M_kj·t_j,     t_k = tanh(a_k).
 
-A buffer Q starts as E; layer k computes 2a_k = [M_k,…  1]·Q_{s..k} — the 1 picks up E_k, still
-in row k — then overwrites row k with q_k.
+The rows of T start as E; layer k computes a_k = [M_k,s..k−1  1]·T_{s..k} — the 1 picks up E_k,
+still in row k — and overwrites row k with t_k.
 
 Backward. With gz_k = ∂L/∂z_k = ∂L/∂z_e + Σ_{k<j≤e} w_j·ga_j (reference.planar_backward's
 dz = dy + ga·wᵀ, unrolled through the block) and κ_k = −2·dlogdet·s_k the log-det's part
@@ -91,7 +89,7 @@ class Layout:
     call, so the views are made once). Rows are layers k = 1..K at index k − 1; the layers are
     cut into blocks of at most BLOCK, rows s..e−1.
 
-        Q, T, t2, hp, D, GA  (P, K, N)       E then q_k;  t_k;  t_k² (later κ_k·t_k/D_k);  h'_k;  D_k;  R then ga_k
+        T, t2, hp, D, GA     (P, K, N)       E then t_k;  t_k² (later κ_k·t_k/D_k);  h'_k;  D_k;  R then ga_k
         C, B                 (P, K, K)       [M | 1] within each block, and its backward counterpart
         Z                    (n + 1, P, N, d) z at each block's start (Z[0] = z₀) and z_K
         Gz                   (P, N, d)       ∂L/∂z at the current block's end
@@ -103,7 +101,7 @@ class Layout:
     def __init__(self, P, K, d, N):
         self.shape = (P, K, d, N)
         self.blocks = [(s, min(s + BLOCK, K)) for s in range(0, K, BLOCK)]
-        self.Q, self.T, self.t2, self.hp, self.D, self.GA = (np.empty((P, K, N)) for _ in range(6))
+        self.T, self.t2, self.hp, self.D, self.GA = (np.empty((P, K, N)) for _ in range(5))
         self.C, self.B = np.empty((P, K, K)), np.empty((P, K, K))
         self.Z = np.empty((len(self.blocks) + 1, P, N, d))
         self.Gz = np.empty((P, N, d))
@@ -117,8 +115,8 @@ class Layout:
         self.eye = np.eye(K)
         self.product = np.dot if P == 1 else np.matmul
         one = (lambda a: a[0]) if P == 1 else (lambda a: a)   # drop the member axis when P = 1
-        C, B, Q, GA, hp, e = self.C, self.B, self.Q, self.GA, self.hp, self.e
-        self.forward_views = [[tuple(one(a) for a in (C[:, k:k + 1, s:k + 1], Q[:, s:k + 1], e, Q[:, k:k + 1]))
+        C, B, T, GA, hp, e = self.C, self.B, self.T, self.GA, self.hp, self.e
+        self.forward_views = [[tuple(one(a) for a in (C[:, k:k + 1, s:k + 1], T[:, s:k + 1], e, T[:, k:k + 1]))
                                for k in range(s, e_)] for s, e_ in self.blocks]
         self.backward_views = [[tuple(one(a) for a in (B[:, k:k + 1, k:e_], GA[:, k:e_], e, hp[:, k:k + 1], GA[:, k:k + 1]))
                                 for k in reversed(range(s, e_))] for s, e_ in self.blocks]
@@ -149,27 +147,20 @@ def fused_forward(z0, u_hat, sp, w, b, ws=None):
     P, K, d = w.shape
     N = z0.shape[1]
     lay = ws.layout(P, K, d, N)
-    C, Q, T, Z = lay.C, lay.Q, lay.T, lay.Z
-    np.matmul(w, u_hat.transpose(0, 2, 1), out=C)        # w_kᵀû_j                   (P, K, K)
+    C, T, Z = lay.C, lay.T, lay.Z
+    np.matmul(w, u_hat.transpose(0, 2, 1), out=C)        # M_kj = w_kᵀû_j                (P, K, K)
     C *= lay.lower                                       # j < k in k's block
-    E_const = 2.0 * (b + C.sum(axis=2))[:, :, None]      # 2(b_k + Σ_j w_kᵀû_j)       (P, K, 1)
-    C *= 2.0                                             # M_kj
     C += lay.eye                                         # [M_k,s..k−1  1]
-    w2 = 2.0 * w
     Z[0] = z0
-    product, exp, add, divide = lay.product, np.exp, np.add, np.divide   # (out passed by position:
-    with np.errstate(over="ignore"):                                     #  the cheapest call)
-        for i, (s, e_) in enumerate(lay.blocks):
-            np.matmul(w2[:, s:e_], Z[i].transpose(0, 2, 1), out=Q[:, s:e_])   # 2w_kᵀz_s
-            Q[:, s:e_] += E_const[:, s:e_]                                      # E_k
-            for c, q_upto, e, q in lay.forward_views[i]:
-                product(c, q_upto, e)                    # 2a_k = E_k + Σ_{s≤j<k} M_kj·q_j
-                exp(e, e)
-                add(e, 1.0, e)
-                divide(-2.0, e, q)                       # q_k = tanh(a_k) − 1
-            np.add(Q[:, s:e_], 1.0, out=T[:, s:e_])                            # t_k
-            np.matmul(T[:, s:e_].transpose(0, 2, 1), u_hat[:, s:e_], out=Z[i + 1])
-            Z[i + 1] += Z[i]                             # z_e = z_s + Σ_{s≤k<e} û_k·t_k   (P, N, d)
+    product, tanh = lay.product, np.tanh                 # (out passed by position: the cheapest call)
+    for i, (s, e_) in enumerate(lay.blocks):
+        np.matmul(w[:, s:e_], Z[i].transpose(0, 2, 1), out=T[:, s:e_])    # w_kᵀz_s
+        T[:, s:e_] += b[:, s:e_, None]                                     # E_k
+        for c, t_upto, e, t in lay.forward_views[i]:
+            product(c, t_upto, e)                        # a_k = E_k + Σ_{s≤j<k} M_kj·t_j
+            tanh(e, t)                                   # t_k
+        np.matmul(T[:, s:e_].transpose(0, 2, 1), u_hat[:, s:e_], out=Z[i + 1])
+        Z[i + 1] += Z[i]                                 # z_e = z_s + Σ_{s≤k<e} û_k·t_k   (P, N, d)
     # h'_k = 1 − t_k² (see above) and D_k = t² + h'·sp_k (reference.planar_forward's form)
     t2 = np.multiply(T, T, out=lay.t2)
     hp = np.subtract(1.0, t2, out=lay.hp)
@@ -213,9 +204,8 @@ def fused_backward(dzK, dlogdet, cache):
     if dlogdet:                                          # (0 for the path gradient: no log-det part)
         kappa_t_D = np.divide(T, D, out=lay.t2)          # t_k/D_k (t²'s buffer is free now)
         kappa_t_D *= (-2.0 * dlogdet * (sp - 1.0))[:, :, None]      # κ_k·t_k/D_k
-    np.subtract(lay.C, lay.eye, out=B)                   # M_jk = 2·w_jᵀû_k, j > k in a block …
-    B *= 0.5
-    np.copyto(B, B.transpose(0, 2, 1))                   # … as row k: w_jᵀû_k
+    np.subtract(lay.C, lay.eye, out=B)                   # M_jk = w_jᵀû_k, j > k in a block …
+    np.copyto(B, B.transpose(0, 2, 1))                   # … as row k
     B += lay.eye                                         # [1  w_jᵀû_k for j > k]
     du_hat, dw = np.empty((P, K, d)), np.empty((P, K, d))
     np.copyto(Gz, dzK)

@@ -158,6 +158,17 @@ def test_the_benchmark_refuses_too_few_steps(steps):
     assert res.returncode == 2 and "--steps" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_planarflow_and_its_benchmark_never_import_jax_until_the_comparison_runs():
+    """JAX is the benchmark's peer, an optional extra: importing planarflow, its tools or the
+    benchmark module must not import it (the tests and the README's commands never need it)."""
+    code = ("import sys, planarflow, planarflow.tools.benchmark, planarflow.tools.peer_jax, "
+            "planarflow.tools.experiment; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('jax', 'jaxlib', 'scipy', 'torch')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=ROOT))
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
 # --- inputs that only look numeric; arguments blamed by name --------------------------------------
 
 def test_numerical_gradient_restores_x_when_f_raises_and_names_f_when_it_returns_no_number():

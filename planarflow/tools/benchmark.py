@@ -1,5 +1,6 @@
 """Timings: the training step for K × batch size, both engines, how the cost grows with K, the
-batch and the dimension d, and the demo end to end.
+batch and the dimension d, the step against a jitted JAX step (when JAX is installed), and the
+demo end to end.
 
     python -m planarflow.benchmark                 # about five minutes
     python -m planarflow.benchmark --no-demo       # the step timings only
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from . import peer_jax
 from .progress import say
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -313,6 +315,19 @@ def main(argv=None):
     for name, ratio, full, path in gradient_variance():
         say(f"  {name}, at a flow fitted by the demo's K = 32 recipe: the gradient's variance over 200 "
             f"batches, summed over the parameters, {full:.3g} full, {path:.3g} path ({ratio:.0f}× lower)")
+
+    say("\nAgainst a peer: a jitted JAX step of the same flow (float64, one thread, U4, Adam;")
+    say("planarflow/tools/peer_jax.py), K = 32, batch 1024, ms per step (median), interleaved rounds:")
+    if peer_jax.available():
+        say(f"  (the same loss: JAX's and reference.reverse_kl's differ by {peer_jax.agreement():.1e} at random parameters)")
+        for round_ in range(1, 5):
+            full = np.median(step_times(32, 1024, steps=args.steps)) * 1e3
+            path = np.median(step_times(32, 1024, steps=args.steps, gradient="path")) * 1e3
+            peer = np.median(peer_jax.step_times(32, 1024, steps=args.steps)) * 1e3
+            say(f"  round {round_}: JAX {peer:.3f};  planarflow full {full:.3f} ({full / peer:.2f}× JAX's), "
+                f"path {path:.3f} ({path / peer:.2f}× JAX's)")
+    else:
+        say("  (JAX is not installed here: pip install -e .[compare] adds it, for this comparison only)")
 
     if not args.no_demo:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

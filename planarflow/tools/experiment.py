@@ -52,10 +52,18 @@ def recipe(K, steps=None, batch_size=None, lr=None, name="planarflow", gradient=
     gradient with the score term's noise dropped, which lets the KL keep falling near the
     optimum where the full gradient's noise holds it up (``gradient="full"`` puts it back).
 
-    Deep flows (K > 16): one run of 7500 Adam steps on batches of 1024, the learning rate
-    decaying from 3e-2 to 1e-4 (cosine: large steps to travel, small ones to settle), β annealed
-    from 0.01 to 1 over the first quarter so that the flow spreads over every mode of U1 and U4
-    before it commits (a shorter annealing left U3 stuck far from its optimum in one seed of six).
+    Deep flows (K > 16): a population of 4 candidates, 512 samples each, trains for 2500 steps
+    (the learning rate decaying from 3e-2 to 3e-3, β annealed from 0.01 to 1 over the first
+    1875 so that the flow spreads over every mode of U1 and U4 before it commits); the best is
+    refined in one run of 5000 steps on batches of 1024 (2e-2 → 3e-5, β = 1). Why a population:
+    a single run's KL is a draw, and one in eight of U3's and U4's K = 32 runs (7500 steps, the
+    previous recipe) ended above 0.01 nats — a stray filament that takes thousands of steps to
+    repair, or a slow settling; run longer, single runs did not get safer (10 000 steps: 2 of 24
+    still above, one at 0.026), while the best of four after the annealing left none of 24 above
+    (seeds 0–11). The candidates need 512 samples, not 256: with 256, U1's two lobes ended
+    unevenly weighted in 3 of 12 seeds (KL up to 0.016). It costs about 1.2 times the single run:
+    at large K most of a step is per layer, not per sample, so four flows of 512 cost about
+    two of 1024.
 
     Shallower flows (K ≤ 16) have several local optima of very different quality (U3 with
     K = 2: KL 0.70, 0.75 or 0.95 depending on the start), so they first train a population of
@@ -75,17 +83,21 @@ def recipe(K, steps=None, batch_size=None, lr=None, name="planarflow", gradient=
     tables, printed by python -m planarflow.experiment (``--seeds``, ``--gradient full`` to compare).
 
     ``steps`` sets the final run's steps (the populations' scale with it), ``batch_size`` its
-    batch, ``lr`` its initial learning rate (the populations' is 5·lr), ``gradient`` its gradient.
+    batch, ``lr`` its initial learning rate (the populations' is 5·lr, 1.5·lr for K > 16), ``gradient``
+    its gradient.
     """
     if name == "reference":
         return reference_recipe(K, steps, batch_size, lr)
     gradient = "path" if gradient is None else gradient
     batch_size = 1024 if batch_size is None else batch_size
     if K > 16:
-        steps = 7500 if steps is None else steps
-        lr = 3e-2 if lr is None else lr
-        return {"steps": steps, "batch_size": batch_size, "lr": lr, "lr_final": lr / 300, "gradient": gradient,
-                "anneal_steps": max(1, steps // 4), "population": None, "keep": None}
+        final = 5000 if steps is None else steps
+        first = max(1, round(2500 * final / 5000))
+        lr = 2e-2 if lr is None else lr
+        return {"steps": final, "batch_size": batch_size, "lr": lr, "lr_final": 1.5e-3 * lr, "gradient": gradient,
+                "anneal_steps": 0, "population": 4, "population_steps": first,
+                "population_batch": min(512, batch_size), "population_lr": 1.5 * lr, "population_lr_final": 0.15 * lr,
+                "population_anneal_steps": max(1, round(0.75 * first)), "keep": None}
     lr = 1e-2 if lr is None else lr
     default = 3000 if K <= 2 else 5000
     final = default if steps is None else steps
