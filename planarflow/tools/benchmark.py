@@ -317,15 +317,23 @@ def main(argv=None):
             f"batches, summed over the parameters, {full:.3g} full, {path:.3g} path ({ratio:.0f}× lower)")
 
     say("\nAgainst a peer: a jitted JAX step of the same flow (float64, one thread, U4, Adam;")
-    say("planarflow/tools/peer_jax.py), K = 32, batch 1024, ms per step (median), interleaved rounds:")
+    say("planarflow/tools/peer_jax.py), K = 32, batch 1024:")
     if peer_jax.available():
         say(f"  (the same loss: JAX's and reference.reverse_kl's differ by {peer_jax.agreement():.1e} at random parameters)")
-        for round_ in range(1, 5):
-            full = np.median(step_times(32, 1024, steps=args.steps)) * 1e3
-            path = np.median(step_times(32, 1024, steps=args.steps, gradient="path")) * 1e3
-            peer = np.median(peer_jax.step_times(32, 1024, steps=args.steps)) * 1e3
-            say(f"  round {round_}: JAX {peer:.3f};  planarflow full {full:.3f} ({full / peer:.2f}× JAX's), "
-                f"path {path:.3f} ({path / peer:.2f}× JAX's)")
+        # Interleaved rounds of a few dozen steps each: the three measurements of a round lie within
+        # a second or two, so the host's slow drifts in speed cancel in the round's ratios.
+        peer_times, rounds, n = peer_jax.make_timer(32, 1024), 15, max(20, args.steps // 5)
+        ms = np.array([[np.median(f()) * 1e3 for f in (
+            lambda: peer_times(n),
+            lambda: step_times(32, 1024, steps=n, warmup=10),
+            lambda: step_times(32, 1024, steps=n, warmup=10, gradient="path"))] for _ in range(rounds)])
+        full, path = ms[:, 1] / ms[:, 0], ms[:, 2] / ms[:, 0]
+        say(f"  {rounds} interleaved rounds of {n} steps each, ms per step (median over the rounds):")
+        say(f"  JAX {np.median(ms[:, 0]):.3f}, planarflow full gradient {np.median(ms[:, 1]):.3f}, "
+            f"path gradient {np.median(ms[:, 2]):.3f}")
+        say(f"  planarflow / JAX within a round, median (and the rounds' 10th–90th percentile): "
+            f"full {np.median(full):.2f}× ({np.percentile(full, 10):.2f}–{np.percentile(full, 90):.2f}), "
+            f"path {np.median(path):.2f}× ({np.percentile(path, 10):.2f}–{np.percentile(path, 90):.2f})")
     else:
         say("  (JAX is not installed here: pip install -e .[compare] adds it, for this comparison only)")
 

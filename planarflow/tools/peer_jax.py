@@ -58,8 +58,9 @@ def make_loss(K):
     return loss
 
 
-def step_times(K, batch_size, steps=300, warmup=30, seed=0):
-    """Per-step wall times (seconds) of the jitted JAX step, after a warm-up (the compilation)."""
+def make_timer(K, batch_size, seed=0):
+    """The jitted JAX step, compiled once; returns times(steps, warmup) -> per-step wall times
+    (seconds) of a run from the same start each call, after ``warmup`` untimed steps."""
     import numpy as np
 
     jax = _jax()
@@ -82,16 +83,22 @@ def step_times(K, batch_size, steps=300, warmup=30, seed=0):
 
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((K, d))
-    params = (jnp.asarray(0.1 * rng.standard_normal((K, d))), jnp.asarray(w), jnp.asarray(0.1 * rng.standard_normal(K)))
-    m = jax.tree_util.tree_map(jnp.zeros_like, params)
-    v = jax.tree_util.tree_map(jnp.zeros_like, params)
-    t, key = 0, jax.random.PRNGKey(seed)
-    stamps = []
-    for i in range(steps + warmup):
-        params, m, v, t, key, value = step(params, m, v, t, key)
-        value.block_until_ready()
-        stamps.append(time.perf_counter())
-    return np.diff(stamps)[warmup - 1:]
+    start = (jnp.asarray(0.1 * rng.standard_normal((K, d))), jnp.asarray(w), jnp.asarray(0.1 * rng.standard_normal(K)))
+
+    def times(steps, warmup=10):
+        params = start
+        m = jax.tree_util.tree_map(jnp.zeros_like, params)
+        v = jax.tree_util.tree_map(jnp.zeros_like, params)
+        t, key = 0, jax.random.PRNGKey(seed)
+        stamps = []
+        for _ in range(steps + warmup):
+            params, m, v, t, key, value = step(params, m, v, t, key)
+            value.block_until_ready()
+            stamps.append(time.perf_counter())
+        return np.diff(stamps)[warmup - 1:]
+
+    times(1)                                 # compile
+    return times
 
 
 def agreement(K=32, batch_size=1024, seed=0):
