@@ -1,6 +1,6 @@
 """Reproduce Figure 3 of Rezende & Mohamed (2015): planar flows fitted to U1–U4 by reverse KL.
 
-    python demo.py              # all 12 fits (U1–U4 × K = 2, 8, 32), under a minute on 2 cores
+    python demo.py              # all 12 fits (U1–U4 × K = 2, 8, 32), about a minute on 2 cores
     python demo.py --quick      # a smoke run of a few seconds
     python demo.py --help       # every flag
 

@@ -44,6 +44,28 @@ def test_a_diverging_fit_in_a_worker_is_reported_not_waited_on():
     assert all(r["diverged"] in (0, 1) and np.isfinite(r["kl"]) for r in results)
 
 
+def test_a_worker_that_cannot_start_reports_why(monkeypatch):
+    """The system refusing a process (too many processes, say) surfaces as its own error, and
+    the workers already started are stopped — not an AssertionError from joining the unstarted."""
+    import multiprocessing.context as mpc
+
+    started = []
+    real_start = mpc.SpawnProcess.start
+
+    def start(self):
+        if started:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(mpc.SpawnProcess, "start", start)
+    jobs = make_jobs(["U1", "U2"], [2], steps=20, batch_size=64, grid_n=10, kl_samples=1000)
+    with pytest.raises(OSError, match="Resource temporarily unavailable"):
+        run_jobs(jobs, workers=2, progress=False)
+    started[0].join(timeout=10)
+    assert not started[0].is_alive()
+
+
 def test_a_worker_killed_by_the_system_is_named_promptly():
     jobs = make_jobs(["U1", "U2", "U3"], [32], steps=20000, batch_size=1024, grid_n=20, kl_samples=1000)
     before = set(_spawned())

@@ -403,7 +403,8 @@ def run_jobs(jobs, workers=2, progress=True, on_result=None):
             if p.is_alive():
                 p.terminate()
         for p in procs:
-            p.join(timeout=5)
+            if p.pid is not None:             # (a process whose start failed cannot be joined)
+                p.join(timeout=5)
         for q in (tasks, messages):
             q.cancel_join_thread()
             q.close()
