@@ -158,6 +158,14 @@ def test_the_benchmark_refuses_too_few_steps(steps):
     assert res.returncode == 2 and "--steps" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_the_benchmark_prints_a_negative_fitted_cost_with_its_own_sign():
+    from planarflow.tools.benchmark import cost_formula
+
+    text = cost_formula([0.331, -0.0003, 0.077, 0.0276])
+    assert text == "0.331 − 0.0003·K + 0.077·(batch/1000) + 0.0276·K·(batch/1000)"
+    assert "+ -" not in cost_formula([-1.0, -2.0, -3.0, -4.0])
+
+
 def test_planarflow_and_its_benchmark_never_import_jax_until_the_comparison_runs():
     """JAX is the benchmark's peer, an optional extra: importing planarflow, its tools or the
     benchmark module must not import it (the tests and the README's commands never need it)."""

@@ -53,6 +53,13 @@ def step_times(K, batch_size, steps=300, warmup=30, population=None, engine="fus
     return np.diff(stamps)[warmup - 1:]
 
 
+def cost_formula(coef):
+    """α + β·K + γ·(batch/1000) + δ·K·(batch/1000) as text, each term with its own sign (a
+    coefficient fitted to noisy medians can come out slightly negative)."""
+    terms = [(coef[1], 4, "·K"), (coef[2], 3, "·(batch/1000)"), (coef[3], 4, "·K·(batch/1000)")]
+    return f"{coef[0]:.3f}" + "".join(f" {'−' if c < 0 else '+'} {abs(c):.{n}f}{name}" for c, n, name in terms)
+
+
 def machine_noise(repeats=2000):
     """Wall times (seconds) of one fixed call, np.exp on 1024 numbers, repeated: a virtual
     machine's speed drifts (its host is shared), and this shows by how much while we measure."""
@@ -277,7 +284,7 @@ def main(argv=None):
     A = np.column_stack([np.ones(KK.size), KK.ravel(), NN.ravel() / 1000, KK.ravel() * NN.ravel() / 1000])
     coef, *_ = np.linalg.lstsq(A, med.ravel(), rcond=None)
     say("\nHow the cost grows (least-squares fit to the medians above, ms):")
-    say(f"  step ≈ {coef[0]:.3f} + {coef[1]:.4f}·K + {coef[2]:.3f}·(batch/1000) + {coef[3]:.4f}·K·(batch/1000)")
+    say(f"  step ≈ {cost_formula(coef)}")
     say(f"  per layer at batch 1024: {coef[1] + 1.024 * coef[3]:.4f} ms;"
           f"  per 1000 samples at K = 32: {coef[2] + 32 * coef[3]:.3f} ms")
     say(f"  K = 32, batch 1024: {med[2, 1]:.3f} ms per step")
