@@ -157,10 +157,10 @@ def fused_forward(z0, u_hat, sp, w, b, ws=None):
         np.matmul(w[:, s:e_], Z[i].transpose(0, 2, 1), out=T[:, s:e_])    # w_kᵀz_s
         T[:, s:e_] += b[:, s:e_, None]                                     # E_k
         for c, t_upto, e, t in lay.forward_views[i]:
-            product(c, t_upto, e)                        # a_k = E_k + Σ_{s≤j<k} M_kj·t_j
+            product(c, t_upto, e)                        # a_k = E_k + Σ_{s<j<k} M_kj·t_j
             tanh(e, t)                                   # t_k
         np.matmul(T[:, s:e_].transpose(0, 2, 1), u_hat[:, s:e_], out=Z[i + 1])
-        Z[i + 1] += Z[i]                                 # z_e = z_s + Σ_{s≤k<e} û_k·t_k   (P, N, d)
+        Z[i + 1] += Z[i]                                 # z_e = z_s + Σ_{s<k≤e} û_k·t_k   (P, N, d)
     # h'_k = 1 − t_k² (see above) and D_k = t² + h'·sp_k (reference.planar_forward's form)
     t2 = np.multiply(T, T, out=lay.t2)
     hp = np.subtract(1.0, t2, out=lay.hp)
@@ -235,7 +235,7 @@ def fused_score(z0, cache):
     blocks of the forward pass. reference.py §8's recursion φ_k = φ_{k−1} + c_k·w_k has z's
     structure, φ_k = φ_s + Σ_{s<j≤k} c_j·w_j, so within a block
 
-        c_k = (h'_k/D_k)·(2t_k·s_k/D_k − û_kᵀφ_s − Σ_{s≤j<k} (û_kᵀw_j)·c_j)
+        c_k = (h'_k/D_k)·(2t_k·s_k/D_k − û_kᵀφ_s − Σ_{s<j<k} (û_kᵀw_j)·c_j)
 
     runs on rows of N numbers — a buffer row starts as R_k = 2t_k·s_k/D_k − û_kᵀφ_s and row k
     of [−û_kᵀw_j | 1] turns it into the bracket, as in the forward pass — and the block's end is

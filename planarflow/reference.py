@@ -407,21 +407,21 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=0, rng=None, lr_fina
 
 # %%
 if __name__ == "__main__":
+    import sys
     from types import SimpleNamespace
-
+    if {"-h", "--help"} & set(sys.argv[1:]):      # (this file takes no arguments: it says what it does)
+        sys.exit(print(__doc__))
     K, STEPS, BATCH, LR, LR_FINAL, ANNEAL = 16, 3000, 256, 2e-2, 5e-4, 1000
     LOG_Z = 1.8775          # log ∫ e^{−U₁} dz, by quadrature (planarflow.log_partition)
     target = SimpleNamespace(energy=lambda z: u1(z)[0], grad=lambda z: u1(z)[1])
     losses = []
-
     def report(t, loss, beta):
         losses.append(loss)
         if (t + 1) % 250 == 0:
             print(f"step {t + 1:5d}   β = {beta:.2f}   loss (mean of the last 250) = "
                   f"{np.mean(losses[-250:]):+.4f}   floor −log Z = {-LOG_Z:+.4f}")
 
-    params = fit(target, K, STEPS, BATCH, lr=LR, anneal_steps=ANNEAL, rng=0, lr_final=LR_FINAL,
-                 callback=report)
+    params = fit(target, K, STEPS, BATCH, lr=LR, anneal_steps=ANNEAL, rng=0, lr_final=LR_FINAL, callback=report)
     zK, log_q = sample(params, 200_000, rng=1)
     kl = np.mean(log_q + target.energy(zK)) + LOG_Z
     print(f"KL(q_K ‖ p) = loss + log Z = {kl:.4f} nats on 200 000 fresh samples (0 = a perfect fit)")

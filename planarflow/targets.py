@@ -56,7 +56,9 @@ def u2(z):
     """U₂ = ½((z₂ − w₁)/0.4)² and ∇U₂ = (z₂ − w₁)/0.4²·(−w₁', 1)."""
     w1, dw1 = _w1(z[:, 0])
     c = (z[:, 1] - w1) / 0.16
-    return 0.5 * 0.16 * c * c, np.stack([-c * dw1, c], axis=1)
+    g = np.empty_like(z)
+    g[:, 0], g[:, 1] = -c * dw1, c
+    return 0.5 * 0.16 * c * c, g
 
 
 def _two_branches(z, shift, dshift, s1, s2):
@@ -71,7 +73,9 @@ def _two_branches(z, shift, dshift, s1, s2):
     lse, p1, p2 = reference.logaddexp_weights(-0.5 * (r1 / s1) ** 2, -0.5 * (r2 / s2) ** 2)
     c2 = p2 * r2 / s2 ** 2
     c = p1 * r1 / s1 ** 2 + c2
-    return -lse, np.stack([c2 * dshift - c * dw1, c], axis=1)
+    g = np.empty_like(z)
+    g[:, 0], g[:, 1] = c2 * dshift - c * dw1, c
+    return -lse, g
 
 
 def u3(z):
@@ -101,9 +105,13 @@ def box_wall(z, box, width):
 def paper_energy(name, z, box=4.0, wall=0.2):
     """U_name(z) + wall(z) and its gradient for z (N, 2); box=None: the paper's U exactly."""
     U, g = ENERGIES[name](z)
-    if box is not None and np.abs(z).max() > box:           # the wall is zero inside the box
-        Uw, gw = box_wall(z, box, wall)
-        U, g = U + Uw, g + gw
+    if box is not None:
+        size = np.abs(z)
+        if size.max() > box:                                # the wall is zero inside the box:
+            out = np.unique(np.nonzero(size > box)[0])      # add it to the rows outside only
+            Uw, gw = box_wall(z[out], box, wall)
+            U[out] += Uw
+            g[out] += gw
     return U, g
 
 

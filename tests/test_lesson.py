@@ -59,6 +59,16 @@ def test_reference_py_alone_with_matplotlib_draws_its_picture(tmp_path):
     assert (tmp_path / "reference_u1.png").stat().st_size > 10_000
 
 
+def test_reference_py_alone_answers_help_without_training(tmp_path):
+    shutil.copy(REFERENCE_PY, tmp_path / "reference.py")
+    for flag in ("--help", "-h"):
+        res = run_alone(tmp_path, "reference.py", flag)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith("Planar normalizing flows") and "python reference.py" in res.stdout
+        assert "floor −log Z" not in res.stdout                        # no training step printed
+        assert os.listdir(tmp_path) == ["reference.py"]                 # no picture: nothing ran
+
+
 def test_the_notebook_in_docs_is_reference_py_with_headings_and_a_picture():
     """docs/reference.ipynb (made by the README refresher) holds reference.py's code cells,
     exactly; a markdown cell for every section heading; and the executed run's picture."""

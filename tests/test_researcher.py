@@ -155,6 +155,24 @@ def test_a_log_density_is_a_target():
         pf.Target(3, energy=lambda z: z[:, 0], log_density=lambda z: z[:, 0])
 
 
+@pytest.mark.parametrize("make, name", [
+    (lambda: pf.Target(2, lambda z: (z * z).sum(1) + 1j * z[:, 0]), "energy"),
+    (lambda: pf.Target(2, lambda z: (z * z).sum(1), lambda z: 2 * z + 1j), "grad"),
+    (lambda: pf.Target(2, energy_and_grad=lambda z: ((z * z).sum(1), 2j * z)), "energy_and_grad"),
+    (lambda: pf.Target(2, log_density=lambda z: -(z * z).sum(1) + 1j), "log_density"),
+    (lambda: pf.Target(2, lambda z: np.array(["1.0"] * len(z))), "energy"),
+])
+def test_a_target_function_returning_complex_or_text_is_refused_by_name_never_cast(make, name):
+    target = make()
+    for call in (lambda: target.energy_and_grad(np.zeros((3, 2))),
+                 lambda: pf.fit(target, 2, 5, 16, progress=False, rng=0)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                       # no ComplexWarning: never cast
+            warnings.simplefilter("ignore", pf.NumericalGradientWarning)
+            with pytest.raises(TypeError, match=f"^{name}: expected real numbers"):
+                call()
+
+
 def test_check_target_names_the_coordinate_whose_gradient_is_wrong():
     target, mean, sd = posteriors.eight_schools()
     good = pf.check_target(target, rng=0)

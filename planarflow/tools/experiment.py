@@ -61,9 +61,10 @@ def recipe(K, steps=None, batch_size=None, lr=None, name="planarflow", gradient=
     repair, or a slow settling; run longer, single runs did not get safer (10 000 steps: 2 of 24
     still above, one at 0.026), while the best of four after the annealing left none of 24 above
     (seeds 0–11). The candidates need 512 samples, not 256: with 256, U1's two lobes ended
-    unevenly weighted in 3 of 12 seeds (KL up to 0.016). It costs about 1.2 times the single run:
-    at large K most of a step is per layer, not per sample, so four flows of 512 cost about
-    two of 1024.
+    unevenly weighted in 3 of 12 seeds (KL up to 0.016). It costs about 1.4–1.5 times the single
+    run (measured on one core: population 6.5–8.1 s and refinement 6.7–8.3 s for U4, against
+    10.8 s for the 7500-step run): at K = 32 a step's cost grows with its samples, so four flows
+    of 512 cost about as much as one of 1024 for twice the steps.
 
     Shallower flows (K ≤ 16) have several local optima of very different quality (U3 with
     K = 2: KL 0.70, 0.75 or 0.95 depending on the start), so they first train a population of

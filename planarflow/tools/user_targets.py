@@ -120,9 +120,9 @@ class Target:
         if energy is not None:
             self._energy, self._grad = energy, grad
         else:
-            self._energy = lambda z: -np.asarray(log_density(z), dtype=np.float64)
+            self._energy = lambda z: -real(log_density(z), "log_density")
             self._grad = None if grad_log_density is None else (
-                lambda z: -np.asarray(grad_log_density(z), dtype=np.float64))
+                lambda z: -real(grad_log_density(z), "grad_log_density"))
         self.has_grad = self._grad is not None
         self._warned = False
         self.identity = f"Target({self.name!r}, dim={self.dim})"
@@ -133,7 +133,7 @@ class Target:
 
     def energy(self, z):
         """U(z) (N,) for z (N, dim)."""
-        return np.asarray(self._energy(z), dtype=np.float64)
+        return real(self._energy(z), "energy")
 
     def grad(self, z):
         """∇U(z) (N, dim): the given gradient, or central differences of the energy."""
@@ -143,11 +143,23 @@ class Target:
         """(U (N,), ∇U (N, dim)) for z (N, dim)."""
         if self._both is not None:
             U, g = self._both(z)
-            return np.asarray(U, dtype=np.float64), np.asarray(g, dtype=np.float64)
+            return real(U, "energy_and_grad"), real(g, "energy_and_grad")
         if self.has_grad:
-            return self.energy(z), np.asarray(self._grad(z), dtype=np.float64)
+            return self.energy(z), real(self._grad(z), "grad")
         warn_numerical(self)
         return central_gradient(self.energy, np.asarray(z, dtype=np.float64))
+
+
+def real(value, name):
+    """What a user's function ``name`` returned, as a float64 array: a TypeError naming it for
+    anything but real numbers (a complex value is never cast silently to its real part)."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"{name}: expected real numbers, got {describe(value)} ({exc})") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: expected real numbers, got {describe(arr)}")
+    return arr.astype(np.float64, copy=False)
 
 
 def warn_numerical(target):
