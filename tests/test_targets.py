@@ -91,3 +91,20 @@ def test_gaussian_target_energy_gradient_and_log_z():
     z = np.random.default_rng(3).standard_normal((30, 3))
     assert rel_error(t.grad(z), numerical_gradient(lambda x: np.sum(t.energy(x)), z.copy())) <= 1e-7
     assert t.log_z == pytest.approx(np.log(0.5 * 2.0 * 1.0) + 1.5 * np.log(2 * np.pi), rel=1e-14)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_wall_added_to_the_rows_outside_only_equals_it_added_everywhere(name):
+    """paper_energy adds the wall to the rows outside the box only; since the wall is exactly 0
+    inside, that is bit for bit U + wall(z) over every row (rows with one or both coordinates
+    outside, a point on the box's edge, and a layout NumPy did not allocate itself)."""
+    from planarflow import targets
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((500, 2)) * 2.5
+    z[:3] = [[4.0, 0.0], [4.5, -5.0], [-0.3, -4.2]]
+    for points in (z, np.asfortranarray(z), z[::2]):
+        U, g = targets.paper_energy(name, points)
+        U0, g0 = targets.ENERGIES[name](points)
+        Uw, gw = targets.box_wall(points, 4.0, 0.2)
+        assert np.array_equal(U, U0 + Uw) and np.array_equal(g, g0 + gw)
+        assert np.array_equal(targets.paper_energy(name, points, box=None)[0], U0)
