@@ -91,8 +91,7 @@ def u_hat_backward(du_hat, dsp, cache):
 #
 #     a = wᵀz + b,   t = tanh(a),   y = f(z) = z + û·t
 #
-# Its Jacobian is I + û·ψᵀ with ψ = h'(a)·w, and det(I + ûψᵀ) = 1 + ψᵀû (the matrix determinant
-# lemma), so
+# Its Jacobian is I + û·ψᵀ with ψ = h'(a)·w, and det(I + ûψᵀ) = 1 + ψᵀû (the matrix determinant lemma), so
 #
 #     log|det ∂f/∂z| = log|1 + h'(a)·s| = log D,    s = wᵀû = sp − 1
 #
@@ -409,8 +408,9 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=0, rng=None, lr_fina
 if __name__ == "__main__":
     import sys
     from types import SimpleNamespace
-    if {"-h", "--help"} & set(sys.argv[1:]):      # (this file takes no arguments: it says what it does)
-        sys.exit(print(__doc__))
+    if {"-h", "--help"} & set(sys.argv[1:]):      # this file takes no arguments: it says what it does
+        print(__doc__)
+        sys.exit()
     K, STEPS, BATCH, LR, LR_FINAL, ANNEAL = 16, 3000, 256, 2e-2, 5e-4, 1000
     LOG_Z = 1.8775          # log ∫ e^{−U₁} dz, by quadrature (planarflow.log_partition)
     target = SimpleNamespace(energy=lambda z: u1(z)[0], grad=lambda z: u1(z)[1])

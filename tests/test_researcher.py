@@ -161,6 +161,7 @@ def test_a_log_density_is_a_target():
     (lambda: pf.Target(2, energy_and_grad=lambda z: ((z * z).sum(1), 2j * z)), "energy_and_grad"),
     (lambda: pf.Target(2, log_density=lambda z: -(z * z).sum(1) + 1j), "log_density"),
     (lambda: pf.Target(2, lambda z: np.array(["1.0"] * len(z))), "energy"),
+    (lambda: pf.Target(2, lambda z: None), "energy"),
 ])
 def test_a_target_function_returning_complex_or_text_is_refused_by_name_never_cast(make, name):
     target = make()
@@ -169,7 +170,7 @@ def test_a_target_function_returning_complex_or_text_is_refused_by_name_never_ca
         with warnings.catch_warnings():
             warnings.simplefilter("error")                       # no ComplexWarning: never cast
             warnings.simplefilter("ignore", pf.NumericalGradientWarning)
-            with pytest.raises(TypeError, match=f"^{name}: expected real numbers"):
+            with pytest.raises(TypeError, match=f"^{name}: expected an array of real numbers"):
                 call()
 
 

@@ -151,15 +151,10 @@ class Target:
 
 
 def real(value, name):
-    """What a user's function ``name`` returned, as a float64 array: a TypeError naming it for
-    anything but real numbers (a complex value is never cast silently to its real part)."""
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:
-        raise TypeError(f"{name}: expected real numbers, got {describe(value)} ({exc})") from None
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name}: expected real numbers, got {describe(arr)}")
-    return arr.astype(np.float64, copy=False)
+    """What a user's function ``name`` returned, as a float64 array (validation.as_array: a
+    TypeError naming it for anything but real numbers — a complex value is never cast to its real
+    part). NaN and inf pass: where they are an error, the training loop says so with the point."""
+    return as_array(value, name, finite=False, max_abs=None)
 
 
 def warn_numerical(target):
