@@ -105,10 +105,9 @@ def box_wall(z, box, width):
 def paper_energy(name, z, box=4.0, wall=0.2):
     """U_name(z) + wall(z) and its gradient for z (N, 2); box=None: the paper's U exactly."""
     U, g = ENERGIES[name](z)
-    if box is not None:
-        size = np.abs(z)
-        if size.max() > box:                                # the wall is zero inside the box:
-            out = np.unique(np.nonzero(size > box)[0])      # add it to the rows outside only
+    if box is not None:                                     # the wall is zero inside the box:
+        out = np.flatnonzero(np.maximum(np.abs(z[:, 0]), np.abs(z[:, 1])) > box)   # add it to the rows outside only
+        if out.size:
             Uw, gw = box_wall(z[out], box, wall)
             U[out] += Uw
             g[out] += gw

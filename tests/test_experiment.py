@@ -66,7 +66,8 @@ def test_kl_vs_k_command_prints_the_table_saves_loadable_flows_and_draws_the_fig
 
 @pytest.mark.parametrize("args, word", [(["--seeds", "-1"], "--seeds"), (["--K", "0"], "--K"),
                                         (["--K", "2", "2"], "--K"), (["--recipe", "torch"], "--recipe"),
-                                        (["--kl-vs-k", "--out", "/no/such/dir/x.png"], "--out")])
+                                        (["--kl-vs-k", "--out", "/no/such/dir/x.png"], "--out"),
+                                        (["--out", "kl.png"], "--kl-vs-k")])         # a figure nothing draws
 def test_experiment_refuses_bad_flags_before_any_work(args, word):
     res = subprocess.run([sys.executable, "-m", "planarflow.experiment", *args], capture_output=True,
                          text=True, timeout=60, cwd=ROOT)

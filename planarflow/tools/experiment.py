@@ -589,7 +589,7 @@ def main(argv=None):
     parser.add_argument("--K", nargs="+", type=int, metavar="K", help="numbers of layers (default: 2 8 32, "
                         "or 1 2 4 … 64 with --kl-vs-k)")
     parser.add_argument("--save-dir", metavar="DIR", help="save each flow as DIR/{target}_K{K}_seed{s}.npz")
-    parser.add_argument("--out", default="kl_vs_k.png", help="the figure of --kl-vs-k (default: kl_vs_k.png)")
+    parser.add_argument("--out", help="the figure of --kl-vs-k (default: kl_vs_k.png); only with --kl-vs-k")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="100 steps a fit: a smoke run")
     parser.add_argument("--gradient", choices=("path", "full"),
@@ -602,7 +602,9 @@ def main(argv=None):
                 + [f"{flag}: {', '.join(map(str, sorted({v for v in vals if list(vals).count(v) > 1})))} given twice"
                    for flag, vals in (("--seeds", args.seeds), ("--K", Ks), ("--recipe", args.recipe))
                    if len(set(vals)) < len(vals)])
-    out = args.out if args.kl_vs_k else None
+    if args.out is not None and not args.kl_vs_k:
+        problems.append("--out: only --kl-vs-k draws a figure; add --kl-vs-k or leave out --out")
+    out = (args.out or "kl_vs_k.png") if args.kl_vs_k else None
     try:
         from .io import check_output_path
 
