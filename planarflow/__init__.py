@@ -8,7 +8,7 @@
 
 A target is any object with ``dim`` (required: never assumed), ``energy(z) -> (N,)`` for points
 z of shape (N, dim) — U = −log p up to a constant — and optionally ``grad(z) -> (N, dim)`` or
-``energy_and_grad(z) -> (U, ∇U)`` (without either: central differences), ``log_z``, ``name``.
+``energy_and_grad(z) -> (U, ∇U)`` (without either: finite differences), ``log_z``, ``name``.
 ``pf.Target(dim, energy, grad=None)`` or ``pf.Target(dim, log_density=logp)`` builds one;
 ``pf.get_target("U1")`` … ``"U4"`` are the paper's. For a target of one's own, fit starts at its
 mode's Laplace approximation (``pf.find_mode``); ``pf.check_target`` checks a hand gradient.

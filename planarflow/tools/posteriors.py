@@ -13,7 +13,7 @@ can be judged by how far it is from the truth, in posterior standard deviations.
                             one on an uncentred predictor (correlation −0.99) or one known to 10⁻³
 
 ``energy_only=True`` gives the same target without its gradient (planarflow then differentiates
-it by central differences).
+it by finite differences).
 """
 
 import numpy as np

@@ -74,7 +74,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     ----------
     target : an object with ``dim`` and ``energy(z) -> (N,)``, z of shape (N, dim), U = −log p up
         to a constant; optionally ``grad(z) -> (N, dim)`` or ``energy_and_grad(z) -> (U, ∇U)``
-        (without either, central differences; see planarflow.Target), ``name``, ``log_z``
+        (without either, finite differences; see planarflow.Target), ``name``, ``log_z``
     K : int ≥ 1, number of planar layers
     steps : int ≥ 1, number of Adam steps
     batch_size : int ≥ 1, fresh N(0, I) samples per step

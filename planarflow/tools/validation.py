@@ -255,19 +255,21 @@ class CheckedTarget:
     each result is checked — real numbers of the right shape, returned as a fresh float64 array;
     with ``finite=True`` also finite — so that a misbehaving target is named at once instead of
     broadcasting or corrupting a result. The gradient comes from the target's
-    ``energy_and_grad`` if it has one, else from its ``grad``, else from central differences of
-    its energy (user_targets.central_gradient, announced once with a NumericalGradientWarning).
+    ``energy_and_grad`` if it has one, else from its ``grad``, else from finite differences of
+    its energy (announced once with a NumericalGradientWarning): central ones
+    (user_targets.central_gradient) until ``training`` is set, forward ones
+    (user_targets.forward_gradient, half the evaluations) from then on.
     When the target has ``energy_and_grad`` — or has no gradient and ``training`` is set —
     ``energy(z)`` computes ∇U too and keeps it for a following ``grad(z)`` at the same points
-    (reference.reverse_kl asks for U, then ∇U): one evaluation (or one set of central differences)
-    a step on either engine. ``typical``: each coordinate's spread, for central differences.
+    (reference.reverse_kl asks for U, then ∇U): one evaluation (or one set of differences)
+    a step on either engine. ``typical``: each coordinate's spread, for the differences' steps.
     ``nonfinite`` holds what the last call returned that was not finite.
     """
 
     def __init__(self, target, dim, finite=True, name="target", training=False):
         self.target, self.dim, self.finite, self.name = require_target(target, name, dim), dim, finite, name
         self.training = training             # energies are followed by gradients at the same points
-        self.typical = None                  # each coordinate's spread, for central differences
+        self.typical = None                  # each coordinate's spread, for finite differences
         self._both = getattr(target, "energy_and_grad", None)
         self._grad = getattr(target, "grad", None)
         self.has_grad = has_gradient(target)
@@ -310,7 +312,7 @@ class CheckedTarget:
             self._pending = (z, g)
             return U
         if self._both is not None or (self.training and not self.has_grad):
-            # one call for both (central differences include U(z) itself); grad at z follows
+            # one call for both (finite differences include U(z) itself); grad at z follows
             U, g = self.energy_and_grad(z)
             self._pending = (z.copy(), g)
             return U
@@ -327,7 +329,7 @@ class CheckedTarget:
         return self.energy_and_grad(z, typical)[1]
 
     def energy_and_grad(self, z, typical=None):
-        """(U (N,), ∇U (N, d)); ``typical`` (d,): each coordinate's spread, for central differences."""
+        """(U (N,), ∇U (N, d)); ``typical`` (d,): each coordinate's spread, for finite differences."""
         if self._own is not None:
             return self._own(z)
         if self._both is not None:
@@ -338,16 +340,16 @@ class CheckedTarget:
                     self._check(out[1], "energy_and_grad", z.shape, z))
         if self._grad is not None:
             return self.energy(z), self.grad(z)
-        from .user_targets import central_gradient, warn_numerical
+        from .user_targets import central_gradient, forward_gradient, warn_numerical
         warn_numerical(self)
 
         def energy(x):
             return self._check(self.target.energy(np.array(x)), "energy", x.shape[:1], x)
 
         with np.errstate(all="ignore"):
-            U, g = central_gradient(energy, np.asarray(z, dtype=np.float64),
-                                    self.typical if typical is None else typical)
-        return U, self._check(g, "energy (its central differences)", z.shape, z)
+            U, g = (forward_gradient if self.training else central_gradient)(
+                energy, np.asarray(z, dtype=np.float64), self.typical if typical is None else typical)
+        return U, self._check(g, "energy (its finite differences)", z.shape, z)
 
 
 def make_rng(rng, name="rng"):
