@@ -38,7 +38,7 @@ digit, in a half to two thirds of the time when the energy is costly. Where ∇U
 (the Hessian of ``find_mode``) or compared with a hand gradient (``check_target``), central
 differences are kept: there their error is what is measured.
 
-The shifted copies of every point go to the energy together, in calls of about 2000 points, so a
+The shifted copies of every point go to the energy together, in calls of about 4000 points, so a
 vectorised energy costs d + 1 (or 2d + 1) evaluations a point, not that many Python calls.
 """
 
@@ -51,8 +51,10 @@ from .validation import as_array, as_int, check_points, describe, make_rng
 EPS = np.finfo(np.float64).eps
 STEP = EPS ** (1.0 / 3.0)            # ≈ 6.1e-6: central differences' step, relative
 FORWARD_STEP = EPS ** 0.5            # ≈ 1.5e-8: forward differences' (training's) step, relative
-CHUNK_POINTS = 2048                  # shifted points per energy call: a user's energy builds arrays of
-                                     # (points × data) and runs fastest while they stay in cache
+CHUNK_POINTS = 4096                  # shifted points per energy call (measured: an energy that loops over
+                                     # its data in Python, a GARCH recursion, runs 25% faster than in calls of
+                                     # 2048; vectorised ones run alike; one of 1000 data makes temporaries
+                                     # of 4096 × 1000 floats, 33 MB)
 
 
 class NumericalGradientWarning(UserWarning):
