@@ -197,7 +197,7 @@ class Frame:
         self.dim = target.dim
         self.name = getattr(target, "name", "target")
         self.log_det = float(np.sum(np.log(np.diag(R))))
-        target.typical = frame_typical(R)            # central differences in x, scaled to the frame
+        target.typical = frame_typical(R)            # finite differences in x, their steps scaled to the frame
 
     def to_x(self, y):
         return self.center + y @ self.R.T
