@@ -158,6 +158,28 @@ def test_forward_gradient_is_accurate_to_its_order_and_scaled_to_each_coordinate
     assert pf.rel_error(unscaled, eg(z)[1]) > 10 * pf.rel_error(g, eg(z)[1])
 
 
+def test_finite_differences_in_chunks_equal_one_call(monkeypatch):
+    """The shifted points go to the energy in calls of CHUNK_POINTS: cutting them finer (a row's
+    shifts split from other rows', a last partial chunk) changes no value."""
+    from planarflow.tools import user_targets
+    mean, cov, eg = far_gaussian()
+    z = mean + np.random.default_rng(2).standard_normal((37, 3)) * np.sqrt(np.diag(cov))
+    typical = np.sqrt(np.diag(cov))
+    whole = [f(lambda x: eg(x)[0], z, typical) for f in (user_targets.forward_gradient, user_targets.central_gradient)]
+    monkeypatch.setattr(user_targets, "CHUNK_POINTS", 9)          # 2 rows a call forward, 1 central
+    calls = []
+
+    def energy(x):
+        calls.append(len(x))
+        return eg(x)[0]
+
+    for f, (U, g) in zip((user_targets.forward_gradient, user_targets.central_gradient), whole):
+        U2, g2 = f(energy, z, typical)
+        np.testing.assert_array_equal(U2, U)
+        np.testing.assert_array_equal(g2, g)
+    assert calls[:19] == [8] * 18 + [4] and calls[19:] == [7] * 37
+
+
 @pytest.mark.parametrize("engine", ["reference", "fused"])
 def test_training_differentiates_an_energy_only_target_forward_and_the_mode_search_centrally(engine):
     """d + 1 energy evaluations a sample in every training step (U(z) and one shift a coordinate);
