@@ -112,8 +112,8 @@ def parse_args(argv=None):
                         "implementation's settings — u, w, b ~ Uniform(0, 1), Adam at 1e-2, batches of "
                         "4096, 20 000 steps, no annealing — run in planarflow (several minutes)")
     p.add_argument("--gradient", choices=("path", "full"),
-                   help="the final runs' gradient (default: the recipe's, path): path drops the score term "
-                        "(reference.py §8), full keeps it")
+                   help="the final runs' gradient (default: the recipe's — path for planarflow's, full for "
+                        "the reference): path drops the score term (reference.py §8), full keeps it")
     p.add_argument("--engine", choices=("fused", "reference"), default="fused",
                    help="fused (default): the fast engine; reference: every step through "
                         "planarflow/reference.py, the code you read and edit — the same numbers to "

@@ -15,6 +15,7 @@ the lesson needs to do it. NumPy and matplotlib only.
 """
 
 import argparse
+import os
 import sys
 from types import SimpleNamespace
 
@@ -33,8 +34,13 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=3000, help="Adam steps a fit (default 3000)")
     parser.add_argument("--out", default="figure3_lesson.png", help="the picture (default figure3_lesson.png)")
     args = parser.parse_args(argv)
-    if min(args.K) < 1 or args.steps < 1:
-        parser.error("--K and --steps must be positive")
+    if not (all(1 <= K <= 256 for K in args.K) and 1 <= args.steps <= 10 ** 7):
+        parser.error("--K: 1 to 256 layers; --steps: 1 to 10⁷")
+    folder = os.path.dirname(os.path.abspath(args.out))                  # checked before the fits
+    if os.path.splitext(args.out)[1].lower() not in (".png", ".pdf", ".svg") or os.path.isdir(args.out):
+        parser.error(f"--out: expected a file name ending in .png, .pdf or .svg, got {args.out!r}")
+    if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+        parser.error(f"--out: the folder {folder} does not exist or cannot be written")
     import matplotlib.pyplot as plt
 
     edges = np.linspace(-4.0, 4.0, 121)

@@ -408,9 +408,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=0, rng=None, lr_fina
 if __name__ == "__main__":
     import sys
     from types import SimpleNamespace
-    if {"-h", "--help"} & set(sys.argv[1:]):      # this file takes no arguments: it says what it does
-        print(__doc__)
-        sys.exit()
+    if sys.argv[1:]:                                  # no arguments: -h says what it does, others are refused
+        sys.exit(print(__doc__) if sys.argv[1:] in (["-h"], ["--help"]) else "usage: python reference.py (no arguments)")
     K, STEPS, BATCH, LR, LR_FINAL, ANNEAL = 16, 3000, 256, 2e-2, 5e-4, 1000
     LOG_Z = 1.8775          # log ∫ e^{−U₁} dz, by quadrature (planarflow.log_partition)
     target = SimpleNamespace(energy=lambda z: u1(z)[0], grad=lambda z: u1(z)[1])

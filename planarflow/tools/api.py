@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from .. import diagnostics, gradcheck, inverse as inverse_module, reference, targets
-from .validation import (MAX_ENTRIES, CheckedTarget, as_array, as_float, as_int, check_params,
+from .validation import (MAX_ENTRIES, MAX_POINT, CheckedTarget, as_array, as_float, as_int, check_params,
                          check_points, check_size, describe, make_rng, require_target, target_dim)
 
 CHUNK = 8192                    # points per call of the plain functions that keep caches
@@ -107,6 +107,10 @@ def sample(params, n, rng=None):
     z, log_q = np.empty((n, d)), np.empty(n)
     for i in range(0, n, CHUNK):
         z[i:i + CHUNK], log_q[i:i + CHUNK] = reference.sample(params, min(CHUNK, n - i), rng)
+    big = np.max(np.abs(z))
+    if not big <= MAX_POINT:                  # only at the domain's far edges: a huge û and a huge σ
+        raise ValueError(f"params: this flow draws points of size {big:.3g}, beyond the {MAX_POINT:g} that "
+                         f"planarflow can take back through log_prob and inverse; its scale is too large to use")
     return z, log_q
 
 
@@ -274,15 +278,17 @@ class Gaussian:
 def inverse(params, y):
     """Undo the flow: the z₀ (N, d) with flow_forward(params, z₀) = y for every row of y (N, d)."""
     params, K, d = check_params(params)
-    y = check_points(y, "y", d)
-    return inverse_module.inverse(params, y)
+    y = check_points(y, "y", d, max_abs=MAX_POINT)
+    with np.errstate(over="ignore"):          # a point far beyond the flow's scale: z₀ is ±inf there
+        return inverse_module.inverse(params, y)
 
 
 def log_prob(params, y):
     """Exact log-density log q_K(y) (N,) of the flow at any points y (N, d) (inverse.log_prob)."""
     params, K, d = check_params(params)
-    y = check_points(y, "y", d)
-    return np.concatenate([inverse_module.log_prob(params, y[i:i + CHUNK]) for i in range(0, y.shape[0], CHUNK)])
+    y = check_points(y, "y", d, max_abs=MAX_POINT)
+    with np.errstate(over="ignore"):          # a density below float64's smallest: log q = −inf
+        return np.concatenate([inverse_module.log_prob(params, y[i:i + CHUNK]) for i in range(0, y.shape[0], CHUNK)])
 
 
 # --- quality numbers (diagnostics.py) ---------------------------------------------------------
@@ -457,9 +463,10 @@ def find_mode(target, x0=None, dim=None):
     ``fit(..., start=mode)`` accepts. Raises ModeNotFound when there is no isolated mode (flat or
     improper density, or a failed search), saying what was seen.
     """
-    from .mode import find_mode as newton
+    from .mode import check_search_size, find_mode as newton
     d = target_dim(target, dim)
     checked = CheckedTarget(target, d, finite=False)
+    check_search_size(d, checked.has_grad)
     if x0 is not None:
         x0 = as_array(x0, "x0", shape=(d,))
     with np.errstate(all="ignore"):
@@ -488,10 +495,14 @@ def posterior(params, target, n=20_000, rng=None, names=None):
     checked = CheckedTarget(target, d, finite=False)
     n = as_int(n, "n", minimum=21, maximum=MAX_SAMPLES)
     check_size("n", n, d + K + 2)
+    label = "names" if names is not None else "target.names"
     names = getattr(target, "names", None) if names is None else names
     if names is not None:
-        if isinstance(names, str) or len(names) != d or not all(isinstance(x, str) for x in names):
-            raise ValueError(f"names: expected {d} strings, got {describe(names)}")
+        if not isinstance(names, (list, tuple, np.ndarray)):
+            raise TypeError(f"{label}: expected a list of {d} strings, got {describe(names)}")
+        if len(names) != d or not all(isinstance(x, str) for x in names):
+            raise ValueError(f"{label}: expected {d} strings, one a coordinate, got {describe(names)}")
+        names = list(names)
     z, log_q = sample(params, n, rng)
     with np.errstate(all="ignore"):
         U = np.concatenate([checked.energy(z[i:i + CHUNK]) for i in range(0, n, CHUNK)])

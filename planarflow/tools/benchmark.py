@@ -244,12 +244,17 @@ def _at_least(low):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m planarflow.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-demo", action="store_true", help="skip the end-to-end demo run")
-    parser.add_argument("--steps", type=_at_least(10), default=300, help="timed steps per configuration (at least 10)")
-    parser.add_argument("--placement", action="store_true",
-                        help="only the measurement of where the learnable base goes (about a minute)")
-    parser.add_argument("--posteriors", action="store_true",
-                        help="only the real posteriors against their exact answers (about three minutes)")
+    parser.add_argument("--steps", type=_at_least(10), help="timed steps per configuration (at least 10; default 300)")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--placement", action="store_true",
+                      help="only the measurement of where the learnable base goes (about a minute)")
+    only.add_argument("--posteriors", action="store_true",
+                      help="only the real posteriors against their exact answers (about three minutes)")
     args = parser.parse_args(argv)
+    if (args.placement or args.posteriors) and (args.no_demo or args.steps is not None):
+        parser.error(f"{'--no-demo' if args.no_demo else '--steps'}: only for the step timings; "
+                     f"{'--placement' if args.placement else '--posteriors'} runs fits of its own")
+    args.steps = 300 if args.steps is None else args.steps
     if args.posteriors:
         _single_threaded_blas()
         posterior_table()

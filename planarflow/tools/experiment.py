@@ -33,15 +33,16 @@ def uniform_start(K, rng, dim=2):
     return {"u": rng.uniform(0, 1, (K, dim)), "w": rng.uniform(0, 1, (K, dim)), "b": rng.uniform(0, 1, K)}
 
 
-def reference_recipe(K, steps=None, batch_size=None, lr=None):
+def reference_recipe(K, steps=None, batch_size=None, lr=None, gradient=None):
     """The "100 lines" PyTorch implementation's settings, trained in planarflow: u, w, b ~
     Uniform(0, 1), Adam at a constant learning rate 1e-2, batches of 4096, 20 000 steps,
     β = 1 throughout (no annealing), the full gradient, and the last parameters returned whatever
     happened (fit's keep_best=False), as that implementation's loop does. Arguments given
-    override it, as for ``recipe``."""
+    override it, as for ``recipe`` (``gradient="path"``: those settings with the path gradient)."""
     return {"steps": 20_000 if steps is None else steps, "batch_size": 4096 if batch_size is None else batch_size,
             "lr": 1e-2 if lr is None else lr, "lr_final": None, "anneal_steps": 0, "population": None,
-            "keep": None, "start": "uniform", "gradient": "full", "keep_best": False}
+            "keep": None, "start": "uniform", "gradient": "full" if gradient is None else gradient,
+            "keep_best": False}
 
 
 def recipe(K, steps=None, batch_size=None, lr=None, name="planarflow", gradient=None):
@@ -88,7 +89,7 @@ def recipe(K, steps=None, batch_size=None, lr=None, name="planarflow", gradient=
     its gradient.
     """
     if name == "reference":
-        return reference_recipe(K, steps, batch_size, lr)
+        return reference_recipe(K, steps, batch_size, lr, gradient)
     gradient = "path" if gradient is None else gradient
     batch_size = 1024 if batch_size is None else batch_size
     if K > 16:
@@ -593,7 +594,8 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="100 steps a fit: a smoke run")
     parser.add_argument("--gradient", choices=("path", "full"),
-                        help="the final runs' gradient in planarflow's recipe (default: path)")
+                        help="the gradient of every recipe's final runs (default: the recipe's — path for "
+                             "planarflow's, full for the reference)")
     args = parser.parse_args(argv)
     Ks = tuple(args.K) if args.K else (KL_VS_K if args.kl_vs_k else KS)
     problems = ([f"--seeds: expected non-negative integers, got {s}" for s in args.seeds if s < 0]

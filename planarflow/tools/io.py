@@ -401,5 +401,8 @@ def load_checkpoint(path):
                 or np.any(np.triu(S, 1)) or not np.all(np.diag(S) > 0):
             raise ValueError(f"{path}: the checkpoint's frame is not a finite ({d},) vector and a "
                              f"lower-triangular ({d}, {d}) matrix with a positive diagonal")
+        if "mu" not in params:
+            raise ValueError(f"{path}: the checkpoint holds a frame but no learnable base (mu, log_sigma, "
+                             f"lower): a run trained in a frame always has one; the file is incomplete")
         frame = (c, S)
     return params, m, v, history, meta, frame

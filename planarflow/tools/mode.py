@@ -35,6 +35,7 @@ raises ModeNotFound with what was seen; ``fit`` then says so and starts at N(0, 
 import numpy as np
 
 from .. import reference
+from .validation import MAX_ENTRIES, MAX_LOG_SIGMA, as_array
 
 
 MAX_ITER = 200
@@ -67,6 +68,41 @@ class Mode:
                 f"{self.iterations} Newton steps")
 
 
+def check_mode(mode, dim, name="start"):
+    """The (x*, R) of a Mode as fit uses it, checked: x (dim,) finite; scale (dim, dim) finite,
+    lower-triangular with a positive diagonal — a Cholesky factor of the covariance, as find_mode
+    gives. A Mode whose attributes were replaced by hand (a symmetric matrix, a negative diagonal,
+    NaN, another size) is refused by name instead of trained on."""
+    if not isinstance(mode, Mode):
+        raise TypeError(f"{name}: expected a planarflow.Mode, got {type(mode).__name__}")
+    x = as_array(getattr(mode, "x", None), f"{name}.x", shape=(dim,))
+    R = as_array(getattr(mode, "scale", None), f"{name}.scale", shape=(dim, dim))
+    if np.any(np.triu(R, 1)):
+        raise ValueError(f"{name}.scale: expected a lower-triangular matrix R with R·Rᵀ the covariance (as "
+                         f"find_mode gives), got non-zero entries above the diagonal; for a covariance C, "
+                         f"pass np.linalg.cholesky(C)")
+    diag = np.diag(R)
+    if not np.all(diag > 0):
+        raise ValueError(f"{name}.scale: expected a positive diagonal (a Cholesky factor), got "
+                         f"{diag.min():.4g} in row {int(np.argmin(diag))}")
+    if np.max(np.abs(np.log(diag))) > MAX_LOG_SIGMA:
+        raise ValueError(f"{name}.scale: expected diagonal entries within e^±{MAX_LOG_SIGMA:g}, got "
+                         f"{diag[np.argmax(np.abs(np.log(diag)))]:.3g}")
+    return x.copy(), R.copy()
+
+
+def check_search_size(dim, has_grad, name="target.dim"):
+    """Refuse, before any work, a mode search whose Hessian would not fit in MAX_ENTRIES numbers:
+    with a gradient, 2d difference points of d numbers each; without one, 4d² points."""
+    points = 2 * dim if has_grad else 4 * dim * dim
+    if points * dim > MAX_ENTRIES:
+        how = "2d points" if has_grad else "4d² points (second differences of an energy without a gradient)"
+        raise ValueError(f"{name}: the mode search's Hessian in d = {dim} needs {how} of d numbers, "
+                         f"{points * dim:.3g} in all, more than the {MAX_ENTRIES:.0e} allowed"
+                         + ("" if has_grad else "; give the target a gradient") +
+                         "; or start the flow at N(0, I) without a mode search (fit(..., start='standard'))")
+
+
 def _hessian(target, x, spread, U):
     """H at x, symmetrised: central differences of the gradient at x ± hᵢeᵢ, hᵢ = 10⁻⁴·spreadᵢ —
     or, without a gradient, second differences of the energy itself,
@@ -86,7 +122,7 @@ def _hessian(target, x, spread, U):
         H = (G[:d] - G[d:]) / (2.0 * h[:, None])          # row i: ∂∇U/∂xᵢ
         ok, count = np.all(np.isfinite(Ux)) and np.all(np.isfinite(H)), 2 * d
     else:
-        h = (x + spread * (EPS * (1.0 + abs(U))) ** 0.25) - x
+        h = (x + spread * (getattr(target, "eps", EPS) * (1.0 + abs(U))) ** 0.25) - x
         pts = np.repeat(np.repeat(x[None, None], d, axis=0), d, axis=1)[None].repeat(4, axis=0)   # (4, d, d, d)
         for k, (a, b) in enumerate(((1, 1), (1, -1), (-1, 1), (-1, -1))):
             pts[k, i, :, i] += a * h[:, None]             # ± hᵢ on coordinate i (row i of each block)
@@ -131,6 +167,7 @@ def find_mode(target, x0=None, max_iter=MAX_ITER):
         raise ModeNotFound(f"the energy or its gradient is not finite at the start {np.array2string(x, precision=4)} "
                            f"(U = {U}); pass a start x0 where the density is positive")
     spread = np.maximum(np.abs(x), 1.0)
+    start, U_start, far = x.copy(), U, 1e8 * np.max(spread)       # far: 10⁸ of the start's own scale
     evaluations = 1
     alphas = 0.5 ** np.arange(60)
     for it in range(1, max_iter + 1):
@@ -140,7 +177,8 @@ def find_mode(target, x0=None, max_iter=MAX_ITER):
         top = np.max(np.abs(lam))
         if not np.isfinite(top) or top == 0.0:
             raise ModeNotFound(f"the energy is flat around {np.array2string(x, precision=4)} (its Hessian is 0): "
-                               f"no isolated mode")
+                               f"no isolated mode" + (" — with a non-zero gradient, an improper density"
+                                                      if np.any(g != 0) else ""))
         p = -D * (V @ ((V.T @ (D * g)) / np.maximum(np.abs(lam), FLAT * top)))
         decrement = float(-g @ p)
         if decrement < DECREMENT_TOL:
@@ -160,9 +198,12 @@ def find_mode(target, x0=None, max_iter=MAX_ITER):
                                f"(planarflow.check_target compares it with differences)")
         j = int(np.argmax(ok))
         x = trial[j]
-        if np.max(np.abs(x)) > 1e100 or U_trial[j] < -1e300:
-            raise ModeNotFound("the energy keeps decreasing as |x| grows: the density is improper "
-                               "(it has no normalising constant)")
+        if np.max(np.abs(x)) > 1e100 or U_trial[j] < -1e300 or (lam.min() < 0 and np.max(np.abs(x - start)) > far):
+            # downhill with negative curvature ever further out: no mode ahead
+            raise ModeNotFound(f"the energy keeps decreasing as |x| grows (from U = {U_start:.6g} at the start to "
+                               f"{U_trial[j]:.6g} at {np.array2string(x, precision=4, max_line_width=200)}, "
+                               f"curving downwards): the density has no mode and looks improper (no "
+                               f"normalising constant). Check the energy's sign (U = −log p) and its priors")
         U, g = target.energy_and_grad(x[None], spread)
         U, g = float(U[0]), g[0]
         evaluations += 1

@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 from .. import diagnostics
+from .validation import MAX_ENTRIES, as_int, check_size, describe, make_rng
 
 
 class UnreliablePosteriorWarning(UserWarning):
@@ -55,20 +56,29 @@ class Posterior:
         self.sd = np.sqrt(self.weights @ (dev * dev))
         self.mcse = np.sqrt((self.weights ** 2) @ (dev * dev))
 
-    def _values(self, f):
+    def _values(self, f, name="f"):
         """f applied to the samples, as (n, m) floats, and whether f gave one number a draw."""
         if f is None:
             return self.samples, False
-        values = np.asarray(f(self.samples.copy()), dtype=np.float64)
+        if not callable(f):
+            raise TypeError(f"{name}: expected a function of the draws z (n, d) returning (n,) or (n, m) "
+                            f"numbers, got {describe(f)}")
+        raw = np.asarray(f(self.samples.copy()))
+        if raw.dtype.kind not in "biuf":           # booleans count: E[1{…}] is a probability
+            raise TypeError(f"{name}: expected real numbers (or booleans) from it, got {describe(raw)}; "
+                            f"a complex or text value is never cast")
+        values = raw.astype(np.float64)
         if values.ndim not in (1, 2) or values.shape[0] != self.n:
-            raise ValueError(f"f: expected values of shape ({self.n},) or ({self.n}, m) for samples of "
+            raise ValueError(f"{name}: expected values of shape ({self.n},) or ({self.n}, m) for samples of "
                              f"shape {self.samples.shape}, got {values.shape}")
         if not np.all(np.isfinite(values)):
-            raise ValueError("f: returned NaN or infinite values")
+            raise ValueError(f"{name}: returned NaN or infinite values")
         return values.reshape(self.n, -1), values.ndim == 1
 
     def expect(self, f):
         """E_p[f(z)] ≈ Σ w̃ᵢ·f(zᵢ) for a vectorised f: (n, d) -> (n,) or (n, m); returns a float or (m,)."""
+        if f is None:
+            raise TypeError("f: expected a function of the draws z (n, d) returning (n,) or (n, m) numbers, got None")
         values, scalar = self._values(f)
         out = self.weights @ values
         return float(out[0]) if scalar else out
@@ -77,9 +87,11 @@ class Posterior:
         """Weighted quantiles of each coordinate (or of f(z)): the inverse of the weighted empirical
         distribution function, each draw's weight centred on it. q: a number or array in [0, 1];
         returns (len(q), d) — or (d,) for a single q."""
+        if isinstance(q, (str, bytes)) or np.asarray(q).dtype.kind not in "iuf":
+            raise TypeError(f"q: expected a number or an array of numbers in [0, 1], got {describe(q)}")
         q_arr = np.atleast_1d(np.asarray(q, dtype=np.float64))
-        if q_arr.ndim != 1 or not np.all((q_arr >= 0) & (q_arr <= 1)):
-            raise ValueError(f"q: expected numbers in [0, 1], got {q!r}")
+        if q_arr.ndim != 1 or q_arr.size == 0 or not np.all((q_arr >= 0) & (q_arr <= 1)):
+            raise ValueError(f"q: expected numbers in [0, 1] (a number or a 1-D array), got {q!r}")
         values, _ = self._values(f)
         out = np.empty((q_arr.size, values.shape[1]))
         for j in range(values.shape[1]):
@@ -90,8 +102,8 @@ class Posterior:
 
     def resample(self, m, rng=None):
         """m draws with replacement, with probabilities w̃: an unweighted sample (m, d) of the posterior."""
-        from .validation import as_int, make_rng
-        m = as_int(m, "m", maximum=10 ** 8)
+        m = as_int(m, "m", maximum=MAX_ENTRIES)
+        check_size("m", m, self.dim)
         idx = make_rng(rng).choice(self.n, size=m, p=self.weights)
         return self.samples[idx]
 

@@ -25,10 +25,11 @@ import numpy as np
 
 from .. import fused, reference
 from .io import check_output_path, load_checkpoint, save_checkpoint
-from .mode import Frame, Mode, ModeNotFound, find_mode
+from .mode import Frame, Mode, ModeNotFound, check_mode, check_search_size, find_mode
 from .progress import Progress
 from .validation import (BASE_KEYS, MAX_ENTRIES, PARAM_KEYS, CheckedTarget, as_array, as_float, as_int,
-                         check_params, check_size, make_rng, param_domain_violation, param_keys, target_dim)
+                         check_params, check_size, has_gradient, make_rng, param_domain_violation, param_keys,
+                         target_dim)
 
 ENGINES = ("reference", "fused")
 GRADIENTS = ("full", "path")
@@ -93,7 +94,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         target. A planarflow.Mode (from planarflow.find_mode) is used as given.
         With ``params`` the start is those parameters: a flow with a base is trained in the frame
         of that base (its units), one without as it is.
-    x0 : optional array (dim,), where the mode search begins
+    x0 : optional array (dim,), where the mode search begins (only with a mode search: start="mode",
+        or "auto" for a target other than the paper's)
     params : optional starting parameters (a copy is trained); default init_params(K, d, rng).
         With a population: arrays with a leading axis of P members.
     lr_final : optional float > 0; cosine decay of the learning rate from lr to lr_final
@@ -103,7 +105,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         Adam's state, the history, the generator's state, the frame and the settings (target
         included) are written there atomically. The path is checked before the first step.
     resume : optional path of such a checkpoint; the run continues from it and ends exactly as
-        the uninterrupted run with the same arguments would (``params`` and ``rng`` must be None)
+        the uninterrupted run with the same arguments would (``params`` and ``rng`` must be None;
+        ``start`` and ``x0`` may be left out, or given as the checkpointed run had them)
     label : optional text for progress lines
     population : optional int P ≥ 1; train P independent flows at once (each with its own
         initialisation and its own batch of noise) and return them all. Adam updates every
@@ -167,10 +170,17 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         raise TypeError(f"label: expected a string or None, got {type(label).__name__}")
     if not isinstance(start, Mode) and (not isinstance(start, str) or start not in STARTS):
         raise ValueError(f"start: expected one of {list(STARTS)} or a planarflow.Mode, got {start!r}")
-    if isinstance(start, Mode) and start.x.shape != (dim,):
-        raise ValueError(f"start: a Mode of dimension {start.x.size}, the target's is {dim}")
+    given_mode = check_mode(start, dim) if isinstance(start, Mode) else None
+    kind = "given" if given_mode is not None else start
+    if kind == "auto":
+        kind = "standard" if getattr(target, "paper_figure", False) else "mode"
     if x0 is not None:
         x0 = as_array(x0, "x0", shape=(dim,))
+        if kind != "mode":
+            raise ValueError(f"x0: it is where the mode search begins, and this fit searches for no mode "
+                             f"(start={'a planarflow.Mode' if given_mode is not None else repr(start)}"
+                             f"{' on one of the paper’s targets' if start == 'auto' else ''}); pass "
+                             f"start='mode' to search from x0, or leave x0 out")
     if population is not None:
         population = as_int(population, "population", maximum=MAX_ENTRIES)
         if checkpoint is not None or resume is not None:
@@ -178,25 +188,36 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     P = population or 1
     sizes = {"K": K + 1, "population": P, "batch_size": batch_size, "dim": dim + 2}    # the engine's buffers
     check_size(max(sizes, key=sizes.get), *sizes.values(), 2)                        # blame the largest
+    if params is None and resume is None and kind != "standard" and 3 * P * dim * dim > MAX_ENTRIES:
+        raise ValueError(f"dim: a flow with a learnable base in d = {dim} holds a ({dim}, {dim}) matrix, "
+                         f"{3 * P * dim * dim:.3g} numbers with Adam's moments, more than the {MAX_ENTRIES:.0e} "
+                         f"allowed; start='standard' trains a flow without one")
+    if kind == "mode" and params is None and resume is None:
+        check_search_size(dim, has_gradient(target))
+    if not has_gradient(target) and (2 * dim + 1) * dim > MAX_ENTRIES:
+        raise ValueError(f"target: it has no gradient, and differences of its energy in d = {dim} shift each "
+                         f"point {2 * dim + 1} times, {(2 * dim + 1) * dim:.3g} numbers a point, more than the "
+                         f"{MAX_ENTRIES:.0e} allowed; give the target a gradient")
     if resume is not None and (params is not None or rng is not None):
         raise ValueError(f"{'params' if params is not None else 'rng'}: a resumed run continues the "
                          f"checkpoint's parameters and generator; pass neither params nor rng with resume")
-    if (params is not None or resume is not None) and (start != "auto" or x0 is not None):
-        raise ValueError(f"start: a run that starts from {'params' if params is not None else 'a checkpoint'} "
-                         f"starts there; leave start and x0 at their defaults")
+    if params is not None and (start != "auto" or x0 is not None):
+        raise ValueError(f"{'start' if start != 'auto' else 'x0'}: a run that starts from params starts there; "
+                         f"leave start and x0 at their defaults")
     if checkpoint is not None:
         checkpoint = check_output_path(checkpoint, "checkpoint")
     label = label or f"{getattr(target, 'name', 'target')} K={K}"
     settings = {"K": K, "dim": dim, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
                 "anneal_steps": anneal_steps, "steps": steps, "engine": engine, "gradient": gradient,
-                "target": target_identity(target)}
+                "target": target_identity(target), "start": "Mode" if given_mode is not None else start,
+                "x0": None if x0 is None else x0.tolist()}
 
     report = Progress(enabled=progress)
     adam = reference.Adam(lr)
     history = {"loss": [], "beta": [], "lr": []}
     frame = None
     if resume is not None:
-        params, rng, begin, frame_arrays = _resume(resume, settings, adam, history)
+        params, rng, begin, frame_arrays = _resume(resume, settings, adam, history, given_mode)
         if frame_arrays is not None:
             frame = Frame(checked, *frame_arrays)
     else:
@@ -208,11 +229,10 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
                 frame = Frame(checked, params["mu"], reference.base_matrix(params["log_sigma"], params["lower"]))
                 params = dict(params, mu=np.zeros(dim), log_sigma=np.zeros(dim), lower=np.zeros((dim, dim)))
         else:
-            kind = start if isinstance(start, (str, Mode)) else "auto"
-            if kind == "auto":
-                kind = "standard" if getattr(target, "paper_figure", False) else "mode"
-            if kind != "standard":
-                frame = _laplace_frame(checked, start if isinstance(start, Mode) else None, x0, report, label)
+            if kind == "given":
+                frame = Frame(checked, *given_mode)
+            elif kind == "mode":
+                frame = _laplace_frame(checked, x0, report, label)
             members = [reference.init_params(K, dim, rng, base=kind != "standard") for _ in range(P)]
             params = members[0] if population is None else {k: np.stack([m[k] for m in members])
                                                              for k in param_keys(members[0])}
@@ -313,17 +333,16 @@ def _history_arrays(history):
     return {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
 
 
-def _laplace_frame(checked, mode, x0, report, label):
+def _laplace_frame(checked, x0, report, label):
     """The Laplace frame of the target's mode; on failure, a FitWarning and None (N(0, I))."""
-    if mode is None:
-        try:
-            mode = find_mode(checked, x0)
-        except ModeNotFound as exc:
-            warnings.warn(f"start: no isolated mode found ({exc}); the flow starts at N(0, I) with a "
-                          f"learnable base instead. If the target's mass is far from the origin or far "
-                          f"from unit scale, pass x0 near it or start=planarflow.find_mode(target, x0).",
-                          FitWarning, stacklevel=3)
-            return None
+    try:
+        mode = find_mode(checked, x0)
+    except ModeNotFound as exc:
+        warnings.warn(f"start: no isolated mode found ({exc}); the flow starts at N(0, I) with a "
+                      f"learnable base instead. If the target's mass is far from the origin or far "
+                      f"from unit scale, pass x0 near it or start=planarflow.find_mode(target, x0).",
+                      FitWarning, stacklevel=3)
+        return None
     report.update(f"{label}: start at the mode found in {mode.iterations} Newton steps, U = {mode.energy:.6g}",
                   force=True)
     return Frame(checked, mode.x, mode.scale)
@@ -449,7 +468,7 @@ def _check_one(params, K, dim, name):
     return {k: params[k].copy() for k in param_keys(params)}
 
 
-def _resume(path, settings, adam, history):
+def _resume(path, settings, adam, history, given_mode=None):
     """Restore parameters, Adam, history and the generator from a checkpoint; returns
     (params, rng, the start step, the frame (x*, R) or None)."""
     params, m, v, saved_history, meta, frame = load_checkpoint(path)
@@ -458,6 +477,16 @@ def _resume(path, settings, adam, history):
             raise ValueError(
                 f"resume: the checkpoint {path!r} was written by a run with {key} = {meta.get(key)!r}, "
                 f"this call has {key} = {settings[key]!r}; resume with the same settings")
+    for key in ("start", "x0"):              # given again (not left at the default): the same as before
+        if settings[key] != (None if key == "x0" else "auto") and meta.get(key, "?") != settings[key]:
+            raise ValueError(
+                f"{key}: the checkpoint {path!r} was written by a run with {key} = {meta.get(key, 'unrecorded')!r}, "
+                f"this call has {key} = {settings[key]!r}; resume with the same {key}, or leave it out "
+                f"(a resumed run starts where the checkpoint is)")
+    if given_mode is not None and (frame is None or not (np.array_equal(frame[0], given_mode[0])
+                                                        and np.array_equal(frame[1], given_mode[1]))):
+        raise ValueError(f"start: this Mode is not the frame the checkpoint {path!r} was trained in; resume "
+                         f"with the same Mode, or leave start out")
     K, d = params["u"].shape
     if (K, d) != (settings["K"], settings["dim"]):
         raise ValueError(f"resume: the checkpoint {path!r} holds arrays of K = {K} layers in d = {d} "

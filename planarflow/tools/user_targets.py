@@ -46,9 +46,8 @@ import warnings
 
 import numpy as np
 
-from .validation import as_array, as_int, check_points, describe, make_rng
+from .validation import EPS, MAX_ENTRIES, as_array, as_int, check_points, describe, make_rng, note_precision
 
-EPS = np.finfo(np.float64).eps
 STEP = EPS ** (1.0 / 3.0)            # ≈ 6.1e-6: central differences' step, relative
 FORWARD_STEP = EPS ** 0.5            # ≈ 1.5e-8: forward differences' (training's) step, relative
 CHUNK_POINTS = 4096                  # shifted points per energy call (measured: an energy that loops over
@@ -61,23 +60,26 @@ class NumericalGradientWarning(UserWarning):
     """A target has no gradient: planarflow differentiates its energy by finite differences."""
 
 
-def central_gradient(energy, z, typical=None):
+def central_gradient(energy, z, typical=None, eps=EPS, widen=1.0):
     """∇U at every row of z (N, d) by central differences of the vectorised ``energy``.
 
-    ``typical`` (d,) is each coordinate's spread sᵢ (default 1): hᵢ = ε^{1/3}·sᵢ^{2/3}·max(|zᵢ|, sᵢ)^{1/3}.
+    ``typical`` (d,) is each coordinate's spread sᵢ (default 1): hᵢ = ε^{1/3}·sᵢ^{2/3}·max(|zᵢ|, sᵢ)^{1/3},
+    with ε the energy's own rounding (``eps``: float64's unless it returns float32); ``widen``
+    multiplies every step (check_target compares steps h and 2h to see the differences' own noise).
     Returns (U (N,), ∇U (N, d)); U is evaluated at z itself too (one more point a row).
     """
     typical = np.ones(z.shape[1]) if typical is None else typical
-    h = (z + STEP * np.cbrt(typical ** 2 * np.maximum(np.abs(z), typical))) - z     # (N, d), represented
+    step = widen * eps ** (1.0 / 3.0)
+    h = (z + step * np.cbrt(typical ** 2 * np.maximum(np.abs(z), typical))) - z     # (N, d), represented
     U, up, down = shifted_energies(energy, z, h, central=True)
     return U, (up - down) / (2.0 * h)
 
 
-def forward_gradient(energy, z, typical=None):
+def forward_gradient(energy, z, typical=None, eps=EPS):
     """∇U at every row of z (N, d) by forward differences, the training's (see above):
     hᵢ = ε^{1/2}·sᵢ^{1/2}·max(|zᵢ|, sᵢ)^{1/2}. Returns (U (N,), ∇U (N, d))."""
     typical = np.ones(z.shape[1]) if typical is None else typical
-    h = (z + FORWARD_STEP * np.sqrt(typical * np.maximum(np.abs(z), typical))) - z  # (N, d), represented
+    h = (z + np.sqrt(eps) * np.sqrt(typical * np.maximum(np.abs(z), typical))) - z   # (N, d), represented
     U, up, _ = shifted_energies(energy, z, h, central=False)
     return U, (up - U[:, None]) / h
 
@@ -132,15 +134,13 @@ class Target:
 
     def __init__(self, dim, energy=None, grad=None, *, energy_and_grad=None, log_density=None,
                  grad_log_density=None, name=None, log_z=None):
-        self.dim = as_int(dim, "dim")
+        self.dim = as_int(dim, "dim", maximum=MAX_ENTRIES)
         if energy_and_grad is not None:
             if energy is not None or grad is not None or log_density is not None or grad_log_density is not None:
                 raise TypeError("energy_and_grad: give it alone (it returns both U and ∇U)")
             if not callable(energy_and_grad):
                 raise TypeError(f"energy_and_grad: expected a callable, got {describe(energy_and_grad)}")
-            energy = lambda z: energy_and_grad(z)[0]      # noqa: E731
-            grad = lambda z: energy_and_grad(z)[1]        # noqa: E731
-        if (energy is None) == (log_density is None):
+        if (energy is None) == (log_density is None) and energy_and_grad is None:
             raise TypeError("energy, log_density: expected exactly one of them (U = −log p + const, "
                             "or log p + const)")
         if energy is None and grad is not None:
@@ -156,13 +156,9 @@ class Target:
         self.name = name or "target"
         self.log_z = None if log_z is None else float(as_array(log_z, "log_z", ndim=0))
         self._both = energy_and_grad
-        if energy is not None:
-            self._energy, self._grad = energy, grad
-        else:
-            self._energy = lambda z: -real(log_density(z), "log_density")
-            self._grad = None if grad_log_density is None else (
-                lambda z: -real(grad_log_density(z), "grad_log_density"))
-        self.has_grad = self._grad is not None
+        self._energy, self._grad = energy, grad
+        self._log_density, self._grad_log_density = log_density, grad_log_density
+        self.has_grad = energy_and_grad is not None or grad is not None or grad_log_density is not None
         self._warned = False
         self.identity = f"Target({self.name!r}, dim={self.dim})"
 
@@ -172,7 +168,11 @@ class Target:
 
     def energy(self, z):
         """U(z) (N,) for z (N, dim)."""
-        return real(self._energy(z), "energy")
+        if self._both is not None:
+            return self.energy_and_grad(z)[0]
+        if self._energy is not None:
+            return self._value(self._energy, z, "energy", 1.0)
+        return self._value(self._log_density, z, "log_density", -1.0)
 
     def grad(self, z):
         """∇U(z) (N, dim): the given gradient, or central differences of the energy."""
@@ -181,12 +181,47 @@ class Target:
     def energy_and_grad(self, z):
         """(U (N,), ∇U (N, dim)) for z (N, dim)."""
         if self._both is not None:
-            U, g = self._both(z)
-            return real(U, "energy_and_grad"), real(g, "energy_and_grad")
-        if self.has_grad:
-            return self.energy(z), real(self._grad(z), "grad")
+            out = self._both(z)
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                raise TypeError(f"energy_and_grad: expected it to return a pair (U, ∇U) — U of shape (N,), "
+                                f"∇U of shape (N, {self.dim}) — got {describe(out) if not isinstance(out, (tuple, list)) else f'a {type(out).__name__} of {len(out)} items'}")
+            n = _rows(z)
+            return (self._check(out[0], "energy_and_grad", (n,)),
+                    self._check(out[1], "energy_and_grad", (n, self.dim)))
+        if self._grad is not None:
+            return self.energy(z), self._value(self._grad, z, "grad", 1.0, gradient=True)
+        if self._grad_log_density is not None:
+            return self.energy(z), self._value(self._grad_log_density, z, "grad_log_density", -1.0, gradient=True)
         warn_numerical(self)
-        return central_gradient(self.energy, np.asarray(z, dtype=np.float64))
+        return central_gradient(self.energy, np.asarray(z, dtype=np.float64), eps=getattr(self, "_value_eps", EPS))
+
+    def _value(self, fn, z, name, sign, gradient=False):
+        """What fn returned at z, checked (named ``name``) and with ``sign`` (−1 for log p and ∇log p)."""
+        n = _rows(z)
+        out = self._check(fn(z), name, (n, self.dim) if gradient else (n,))
+        return out if sign > 0 else -out
+
+    def _check(self, value, name, shape):
+        note_precision(self, value, name)
+        out = real(value, name)
+        if out.shape != shape:
+            hint = ""
+            if len(shape) == 1 and out.size <= 1 < shape[0] or len(shape) == 2 and out.shape == shape[1:]:
+                hint = (f"; {name} must be vectorised — take points z of shape (N, d), one a row, and return "
+                        f"{'one value a row' if len(shape) == 1 else 'one gradient a row'}; for a function "
+                        f"of one point f, pass np.vectorize(f, signature='(d)->({'' if len(shape) == 1 else 'd'})') "
+                        f"or, in JAX, jax.vmap(f)")
+            raise ValueError(f"{name}: expected shape {shape} for points of shape ({shape[0]}, {self.dim}), "
+                             f"got {out.shape}{hint}")
+        return out
+
+
+def _rows(z):
+    """The number of points N in z (N, d), for the shape a user's function must return."""
+    shape = np.shape(z)
+    if len(shape) != 2:
+        raise ValueError(f"z: expected points of shape (N, d), got shape {shape}")
+    return shape[0]
 
 
 def real(value, name):
@@ -212,67 +247,124 @@ def warn_numerical(target):
 
 
 class GradientCheck:
-    """What ``check_target`` found: per coordinate, the relative error of the target's gradient
-    against central differences, and the worst coordinate with its values."""
+    """What ``check_target`` found, coordinate by coordinate: the relative error of the target's
+    gradient against central differences (``errors``), the differences' own noise there
+    (``noise``: how far differences at steps h and 2h disagree), the worst coordinate with its
+    values, and how many points were skipped because the energy or a gradient was not finite.
 
-    def __init__(self, errors, worst, point, analytic, numeric, tolerance):
-        self.errors, self.worst, self.point = errors, worst, point
+    ``ok``: the gradient agrees within ``tolerance`` — or within the differences' own noise, when
+    that is larger (``limited`` then says the check could not resolve the tolerance: the energy
+    has fewer correct digits than the check needs, as a float32 energy has)."""
+
+    def __init__(self, errors, noise, worst, point, analytic, numeric, tolerance, used, skipped, eps):
+        self.errors, self.noise, self.worst, self.point = errors, noise, worst, point
         self.analytic, self.numeric, self.tolerance = analytic, numeric, tolerance
+        self.used, self.skipped, self.eps = used, skipped, eps
         self.max_error = float(errors[worst])
-        self.ok = bool(self.max_error <= tolerance)
+        bar = np.maximum(tolerance, 3.0 * noise)             # differences are known to ~noise (h vs 2h)
+        self.ok = bool(np.all(errors <= bar))
+        self.limited = bool(np.any((errors > tolerance) & (errors <= bar)))
 
     def __repr__(self):
-        verdict = "agrees with" if self.ok else "DISAGREES with"
-        return (f"the gradient {verdict} central differences: worst relative error {self.max_error:.2e} "
-                f"in coordinate {self.worst} (tolerance {self.tolerance:g}); there, at the point "
-                f"{np.array2string(self.point, precision=4, max_line_width=200)}, grad gives "
-                f"{self.analytic:.6g} and differences {self.numeric:.6g}")
+        if self.ok and not self.limited:
+            verdict = "agrees with"
+        elif self.ok:
+            verdict = "agrees, as far as the energy's rounding lets differences tell, with"
+        else:
+            verdict = "DISAGREES with"
+        text = (f"the gradient {verdict} central differences: worst relative error {self.max_error:.2e} in "
+                f"coordinate {self.worst} (tolerance {self.tolerance:g}; the differences' own noise there "
+                f"{self.noise[self.worst]:.1e}); there, at the point "
+                f"{np.array2string(self.point, precision=4, max_line_width=200)}, grad gives {self.analytic:.6g} "
+                f"and differences {self.numeric:.6g}")
+        if self.limited:
+            text += (". The differences are noisier than the tolerance"
+                     + (f": the energy is computed in {'float32' if self.eps > 1e-8 else 'low precision'} "
+                        f"(rounding {self.eps:.1e}); compute it in float64 to check to {self.tolerance:g}"
+                        if self.eps > 1e-15 else ": the energy has few correct digits (an inner solve, "
+                        "a Cholesky with jitter?), and no gradient can be checked more closely than that"))
+        if self.skipped:
+            text += (f". {self.skipped} of {self.used + self.skipped} points were skipped: the energy, the "
+                     f"gradient or the differences were not finite there")
+        return text
 
 
 def check_target(target, points=None, n=8, rng=None, tolerance=1e-6):
-    """Compare a target's gradient with central differences of its energy, coordinate by coordinate.
+    """Compare a target's own gradient with central differences of its energy, coordinate by coordinate.
 
     Parameters
     ----------
-    target : object with dim, energy and grad (or energy_and_grad)
+    target : object with dim, energy and grad (or energy_and_grad): a gradient of its own to check
     points : optional array (M, dim) where to compare; by default the mode found by
         ``find_mode`` (from the energy alone) and ``n`` draws of its Laplace approximation — where
         the density lives, so that the gradient is neither zero nor astronomically large there;
         if no mode is found, ``n`` standard normal draws
-    tolerance : the largest relative error called agreement
+    tolerance : float in (0, 1], the largest relative error called agreement
+
+    Points where the energy, the gradient or the differences are not finite are skipped, and the
+    result says how many (``fit`` copes with such points too); if none is left, a ValueError.
+    The differences' own error is measured by repeating them at twice the step (``noise``): where
+    it exceeds the tolerance — an energy in float32, or one through an inner solve — agreement
+    within it is reported as such, not as a disagreement.
 
     Returns
     -------
-    GradientCheck with ``ok``, ``errors`` (d,), ``worst`` (a coordinate index) and a readable repr.
-    Each coordinate's error is rel_error over the points: max|a − b| / max(1e-8, max(|a| + |b|)).
+    GradientCheck with ``ok``, ``errors`` (d,), ``noise`` (d,), ``worst`` (a coordinate index),
+    ``skipped`` and a readable repr. Each coordinate's error is rel_error over the points used:
+    max|a − b| / max(1e-8, max(|a| + |b|)).
     """
-    from .mode import ModeNotFound, find_mode
-    from .validation import CheckedTarget, target_dim
+    from .mode import ModeNotFound, check_search_size, find_mode
+    from .validation import CheckedTarget, as_float, check_size, has_gradient, target_dim
 
-    checked = CheckedTarget(target, target_dim(target))
-    if not (callable(getattr(target, "grad", None)) or callable(getattr(target, "energy_and_grad", None))):
-        raise TypeError("target: has no grad or energy_and_grad to check")
+    dim = target_dim(target)
+    if not has_gradient(target):
+        raise TypeError("target: it has no gradient of its own (grad, energy_and_grad or grad_log_density) to "
+                        "check — planarflow differentiates such an energy itself, by finite differences")
+    tolerance = as_float(tolerance, "tolerance", low=0.0, high=1.0, low_open=True)
     rng = make_rng(rng)
-    tolerance = float(as_array(tolerance, "tolerance", ndim=0))
+    checked = CheckedTarget(target, dim, finite=False)
     if points is None:
-        n = as_int(n, "n")
-        energy_only = EnergyOnly(checked)
-        try:
-            mode = find_mode(energy_only)
-            points = np.vstack([mode.x, mode.x + rng.standard_normal((n, checked.dim)) @ mode.scale.T])
-        except ModeNotFound:
-            points = rng.standard_normal((n + 1, checked.dim))
-    points = check_points(points, "points", checked.dim)
-    _, analytic = checked.energy_and_grad(points)
-    _, numeric = central_gradient(checked.energy, points)
-    if not np.all(np.isfinite(numeric)):
-        raise ValueError("points: the energy is not finite around some of them; pass points where it is")
-    diff = np.abs(analytic - numeric).max(axis=0)
-    errors = diff / np.maximum(1e-8, (np.abs(analytic) + np.abs(numeric)).max(axis=0))
-    worst = int(np.argmax(errors))
-    row = int(np.argmax(np.abs(analytic - numeric)[:, worst]))
-    return GradientCheck(errors, worst, points[row], float(analytic[row, worst]), float(numeric[row, worst]),
-                         tolerance)
+        n = as_int(n, "n", maximum=MAX_ENTRIES)
+        check_size("n", n + 1, 2 * dim + 1, dim)
+        # the mode from the energy alone (the gradient is what is checked), unless its Hessian by
+        # second differences is too large for this d; then from the gradient; then none
+        search = next((s for s, grad in ((EnergyOnly(checked), False), (checked, True))
+                       if _fits(lambda: check_search_size(dim, grad))), None)
+        with np.errstate(all="ignore"):
+            try:
+                if search is None:
+                    raise ModeNotFound("too large a dimension for a mode search")
+                mode = find_mode(search)
+                points = np.vstack([mode.x, mode.x + rng.standard_normal((n, dim)) @ mode.scale.T])
+            except ModeNotFound:
+                points = rng.standard_normal((n + 1, dim))
+    points = check_points(points, "points", dim)
+    check_size("points", points.shape[0], 2 * dim + 1, dim)
+    with np.errstate(all="ignore"):
+        U, analytic = checked.energy_and_grad(points)
+        _, numeric = central_gradient(checked.energy, points, eps=checked.eps)
+        _, numeric2 = central_gradient(checked.energy, points, eps=checked.eps, widen=2.0)
+    keep = np.isfinite(U) & np.all(np.isfinite(analytic) & np.isfinite(numeric) & np.isfinite(numeric2), axis=1)
+    if not keep.any():
+        raise ValueError(f"points: the energy, its gradient or its differences are not finite at any of the "
+                         f"{points.shape[0]} points; pass points where the density is positive")
+    a, b, b2, points = analytic[keep], numeric[keep], numeric2[keep], points[keep]
+    scale = np.maximum(1e-8, (np.abs(a) + np.abs(b)).max(axis=0))
+    errors = np.abs(a - b).max(axis=0) / scale
+    noise = np.abs(b - b2).max(axis=0) / scale
+    worst = int(np.argmax(errors / np.maximum(tolerance, 3.0 * noise)))
+    row = int(np.argmax(np.abs(a - b)[:, worst]))
+    return GradientCheck(errors, noise, worst, points[row], float(a[row, worst]), float(b[row, worst]),
+                         tolerance, int(keep.sum()), int((~keep).sum()), checked.eps)
+
+
+def _fits(check):
+    """Whether a size check passes."""
+    try:
+        check()
+        return True
+    except ValueError:
+        return False
 
 
 class EnergyOnly:
@@ -283,11 +375,15 @@ class EnergyOnly:
     def __init__(self, target):
         self.target, self.dim, self.name = target, target.dim, getattr(target, "name", "target")
 
+    @property
+    def eps(self):
+        return self.target.eps
+
     def energy(self, z):
         return self.target.energy(z)
 
     def energy_and_grad(self, z, typical=None):
-        return central_gradient(self.target.energy, z, typical)
+        return central_gradient(self.target.energy, z, typical, self.target.eps)
 
     def grad(self, z):
         return self.energy_and_grad(z)[1]

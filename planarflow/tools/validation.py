@@ -16,6 +16,7 @@ and |log σ| ≤ MAX_LOG_SIGMA.
 import math
 import numbers
 import operator
+import warnings
 
 import numpy as np
 
@@ -25,7 +26,45 @@ MAX_LOG_SIGMA = 230.0     # |log σ| of the base: σ within about 1e±100, like 
 MIN_WTU = -700.0          # wᵀu below this: numerically singular (see above)
 MIN_W_NORM = 1e-50        # ‖w‖ below this: û = u + c·w with c ~ 1/‖w‖² overflows
 MAX_ABS = 1e100           # parameters and points: larger entries overflow when squared and summed
+MAX_POINT = 1e150         # points in the flow's own space (log_prob, inverse, sample's draws): a flow in the
+                          # domain draws beyond 1e100 (a base with σ = e^230), and 1e150² summed over up to
+                          # 1e8 coordinates still fits in float64
 MAX_ENTRIES = 10 ** 8     # the largest array (in numbers) a call may be asked to allocate
+
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+class LowPrecisionWarning(UserWarning):
+    """A target returned values computed in less than float64 (float32, say): differences of its
+    energy carry that rounding (planarflow widens its steps to suit), and a fit sees a noisier U."""
+
+
+def note_precision(owner, value, name):
+    """Record in ``owner._value_eps`` the machine epsilon of what a user's function ``name``
+    returned, when it is coarser than float64's, and warn once per owner (LowPrecisionWarning)."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return
+    if not isinstance(dtype, np.dtype):           # another library's array (a torch tensor, say)
+        try:
+            dtype = np.asarray(value).dtype
+        except Exception:                         # (its own conversion is checked where it is used)
+            return
+    if dtype.kind != "f" or dtype.itemsize >= 8:
+        return
+    eps = float(np.finfo(dtype).eps)
+    if eps > getattr(owner, "_value_eps", EPS):
+        try:
+            owner._value_eps = eps
+        except AttributeError:
+            pass
+        digits = int(round(-np.log10(eps)))
+        warnings.warn(f"{name} returned {dtype} values (about {digits} significant digits): differences of this "
+                      f"energy — the mode search's Hessian, check_target, a gradient by differences — carry its "
+                      f"rounding (planarflow widens their steps to suit), and the fit sees a noisier U. Compute "
+                      f"it in float64 (in JAX: jax.config.update('jax_enable_x64', True) before building the "
+                      f"model).", LowPrecisionWarning, stacklevel=4)
 
 
 def describe(x):
@@ -150,8 +189,14 @@ def check_params(params, name="params"):
     K, d = u.shape
     if K < 1 or d < 1:
         raise ValueError(f"{name}['u']: expected shape (K, d) with K >= 1 and d >= 1, got {u.shape}")
-    w = as_array(params["w"], f"{name}['w']", shape=(K, d))
-    b = as_array(params["b"], f"{name}['b']", shape=(K,))
+    w = as_array(params["w"], f"{name}['w']", ndim=2)
+    if w.shape != (K, d):
+        raise ValueError(f"{name}['u'], {name}['w']: expected the same shape (K, d) — K layers of d numbers — "
+                         f"got {u.shape} for u and {w.shape} for w")
+    b = as_array(params["b"], f"{name}['b']", ndim=1)
+    if b.shape != (K,):
+        raise ValueError(f"{name}['b']: expected shape ({K},), one offset for each of the K = {K} layers of "
+                         f"{name}['u'], got {b.shape}")
     norm = np.sqrt(np.einsum("kd,kd->k", w, w))     # entries ≤ MAX_ABS: the squares cannot overflow
     if np.any(norm < MIN_W_NORM):
         k = int(np.argmin(norm))
@@ -197,9 +242,9 @@ def param_domain_violation(params, full=True):
     return None
 
 
-def check_points(z, name, d=None):
+def check_points(z, name, d=None, max_abs=MAX_ABS):
     """Validate a batch of points, shape (N, d) with N ≥ 1; returns a float64 array."""
-    z = as_array(z, name, ndim=2)
+    z = as_array(z, name, ndim=2, max_abs=max_abs)
     if z.shape[0] < 1 or z.shape[1] < 1:
         raise ValueError(f"{name}: expected shape (N, d) with N >= 1 and d >= 1, got {z.shape}")
     if d is not None and z.shape[1] != d:
@@ -291,6 +336,7 @@ class CheckedTarget:
                             f"{describe(value)} ({exc})") from None
         if arr.dtype.kind not in "iuf":
             raise TypeError(f"{self.name}.{method}: expected real numbers, got {describe(arr)}")
+        note_precision(self, arr, f"{self.name}.{method}")
         if arr.shape != shape:
             raise ValueError(f"{self.name}.{method}: expected shape {shape} for points of shape "
                              f"{(shape[0], self.dim)}, got {arr.shape}")
@@ -305,6 +351,11 @@ class CheckedTarget:
                                  f"of {shape[0]} points of the flow, e.g. at "
                                  f"{np.array2string(self.nonfinite[3], precision=4, max_line_width=200)}")
         return arr
+
+    @property
+    def eps(self):
+        """The relative rounding of the target's values: float64's, or coarser if it returned float32."""
+        return max(getattr(self, "_value_eps", EPS), getattr(self.target, "_value_eps", EPS))
 
     def energy(self, z):
         if self._own is not None:
@@ -348,7 +399,7 @@ class CheckedTarget:
 
         with np.errstate(all="ignore"):
             U, g = (forward_gradient if self.training else central_gradient)(
-                energy, np.asarray(z, dtype=np.float64), self.typical if typical is None else typical)
+                energy, np.asarray(z, dtype=np.float64), self.typical if typical is None else typical, self.eps)
         return U, self._check(g, "energy (its finite differences)", z.shape, z)
 
 
