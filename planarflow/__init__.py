@@ -62,6 +62,7 @@ from .tools.mode import Mode, ModeNotFound
 from .tools.posterior import Posterior, UnreliablePosteriorWarning
 from .tools.training import FitWarning, TrainingDiverged, fit
 from .tools.user_targets import NumericalGradientWarning, Target, check_target
+from .tools.validation import LowPrecisionWarning
 
 
 
@@ -79,7 +80,7 @@ inverse.__class__ = _CallableModule
 __version__ = "0.3.0"
 
 __all__ = [
-    "Adam", "EstimatedLogZWarning", "FitWarning", "Gaussian", "Mode", "ModeNotFound",
+    "Adam", "EstimatedLogZWarning", "FitWarning", "Gaussian", "LowPrecisionWarning", "Mode", "ModeNotFound",
     "NumericalGradientWarning", "Posterior", "Target", "TrainingDiverged", "UnreliablePosteriorWarning",
     "check_target", "find_mode", "fit", "flow_backward", "flow_forward", "get_target",
     "importance_log_z", "init_params", "inverse", "kl_divergence", "load", "log_partition",

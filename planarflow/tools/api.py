@@ -38,12 +38,25 @@ def u_hat_forward(u, w):
 
 
 def u_hat_backward(du_hat, dsp, cache):
-    """reference.u_hat_backward: (∂L/∂u, ∂L/∂w) from ∂L/∂û, ∂L/∂sp and the forward's cache."""
+    """reference.u_hat_backward: (∂L/∂u, ∂L/∂w) from ∂L/∂û (shaped like u), ∂L/∂sp (u's shape
+    without its last axis) and the cache u_hat_forward returned."""
+    u = _cache(cache, "u_hat_forward", 6)[0]
+    du_hat = as_array(du_hat, "du_hat", shape=u.shape)
+    dsp = as_array(dsp, "dsp", shape=u.shape[:-1])
     return reference.u_hat_backward(du_hat, dsp, cache)
+
+
+def _cache(cache, forward, length):
+    """A cache as ``forward`` returns it (a tuple of ``length`` items led by an array), or a TypeError."""
+    if not (isinstance(cache, tuple) and len(cache) == length and isinstance(cache[0], np.ndarray)):
+        raise TypeError(f"cache: expected the cache that {forward} returned, got {describe(cache)}")
+    return cache
 
 
 def _u_w(u, w):
     u = as_array(u, "u", ndim=(1, 2))
+    if u.size == 0:
+        raise ValueError(f"u: expected K rows of d numbers (or one row), got an empty array of shape {u.shape}")
     w = as_array(w, "w", shape=u.shape)
     check_params({"u": np.atleast_2d(u), "w": np.atleast_2d(w), "b": np.zeros(np.atleast_2d(u).shape[0])})
     return u, w
@@ -65,6 +78,9 @@ def planar_forward(z, u, w, b):
 
 def planar_backward(dy, dlogdet, cache):
     """reference.planar_backward: dz, du, dw, db from dy (N, d), dlogdet (N,) and the cache."""
+    z = _cache(cache, "planar_forward", 8)[0]
+    dy = as_array(dy, "dy", shape=z.shape)
+    dlogdet = as_array(dlogdet, "dlogdet", shape=z.shape[:1])
     return reference.planar_backward(dy, dlogdet, cache)
 
 
@@ -77,7 +93,14 @@ def flow_forward(params, z0):
 
 
 def flow_backward(dzK, dsum_logdet, caches):
-    """reference.flow_backward: (∂L/∂z₀, {u, w, b} gradients) from the upstream gradients."""
+    """reference.flow_backward: (∂L/∂z₀, gradients shaped like params) from dzK (N, d),
+    dsum_logdet (N,) and the caches flow_forward returned."""
+    layers = caches[0] if isinstance(caches, tuple) and len(caches) == 2 else None
+    if not (isinstance(layers, list) and layers and all(isinstance(c, tuple) for c in layers)):
+        raise TypeError(f"caches: expected the caches that flow_forward returned, got {describe(caches)}")
+    z = _cache(layers[0], "flow_forward", 8)[0]
+    dzK = as_array(dzK, "dzK", shape=z.shape)
+    dsum_logdet = as_array(dsum_logdet, "dsum_logdet", shape=z.shape[:1])
     return reference.flow_backward(dzK, dsum_logdet, caches)
 
 
@@ -248,8 +271,10 @@ class Gaussian:
 
     def __init__(self, mean, std):
         self.mean = as_array(mean, "mean", ndim=1, max_abs=1e100)
+        if self.mean.size < 1:
+            raise ValueError("mean: expected at least one coordinate, got an empty array")
         self.std = as_array(std, "std", shape=self.mean.shape)
-        if self.mean.size < 1 or np.any(self.std < 1e-100):
+        if np.any(self.std < 1e-100):
             raise ValueError(f"std: expected entries of at least 1e-100, got {self.std}")
         check_size("mean", self.mean.size)
         self.dim = self.mean.size
@@ -420,6 +445,8 @@ def numerical_gradient(f, x, h=1e-5):
     if not x.flags.writeable:
         raise ValueError("x: expected a writeable array (it is perturbed in place)")
     check_size("x", x.size)
+    if x.size == 0:
+        raise ValueError("x: expected at least one entry, got an empty array")
     h = as_float(h, "h", low=0.0, low_open=True, high=1e100)
     if not np.all(np.isfinite(x)):
         raise ValueError("x: expected finite values")

@@ -272,12 +272,15 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
 
     def objective(p, z0, tgt, beta, kind):
         """The engine's loss and gradient, checked before Adam may use them."""
+        checked.nonfinite = None                 # (what the mode search met is not this step's)
         losses, grads = step_fn(p, z0, tgt, beta, kind)
         t = step_count[0]
         # One check of everything: a NaN or ±inf anywhere makes the sum non-finite.
         if not math.isfinite(float(losses.sum() + sum(g.sum() for g in grads.values()))):
             bad, what = checked.nonfinite, "the loss or its gradient is not finite"
-            if bad is not None:
+            if bad is not None and not np.all(np.isfinite(bad[3])):     # the flow's own points: not the target
+                what = "the flow's parameters stopped being finite (the points it reached are not)"
+            elif bad is not None:
                 what = (f"target.{bad[0]} returned NaN or infinite values at {bad[1]} of {bad[2]} points "
                         f"the flow reached, e.g. at {np.array2string(bad[3], precision=4, max_line_width=200)}")
                 if t == 0:                   # the very first batch: the target, not the training

@@ -99,7 +99,7 @@ def as_array(x, name, ndim=None, shape=None, finite=True, max_abs=MAX_ABS):
             raise ValueError(f"{name}: expected a {want}-dimensional array, got shape {arr.shape}")
     if shape is not None:
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
-            want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+            want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
             raise ValueError(f"{name}: expected shape {want}, got shape {arr.shape}")
     if arr.size > MAX_ENTRIES:
         raise ValueError(f"{name}: expected at most {MAX_ENTRIES:.0e} numbers, got shape {arr.shape}")
@@ -234,10 +234,13 @@ def param_domain_violation(params, full=True):
                     f"{MAX_LOG_SIGMA if k == 'log_sigma' else MAX_ABS:g})")
     w, u = params["w"], params["u"]
     sq = np.einsum("...kd,...kd->...k", w, w).min()
-    if sq < MIN_W_NORM ** 2:
-        return f"‖w‖ fell to {np.sqrt(sq):.3g} (the domain ends at {MIN_W_NORM:g})"
+    if not sq >= MIN_W_NORM ** 2:                  # (NaN fails too)
+        return (f"‖w‖ fell to {np.sqrt(sq):.3g} (the domain ends at {MIN_W_NORM:g})" if np.isfinite(sq)
+                else "params['w'] is not finite")
     wtu = np.einsum("...kd,...kd->...k", w, u).min()
-    if wtu < MIN_WTU:
+    if not wtu >= MIN_WTU:
+        if not np.isfinite(wtu) and not wtu == -np.inf:
+            return "params['u'] or params['w'] is not finite"
         return f"wᵀu fell to {wtu:.4g} (the domain ends at {MIN_WTU:g}: a singular layer)"
     return None
 
