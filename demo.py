@@ -5,7 +5,7 @@
     python demo.py --help       # every flag
 
 Writes figure3.png (true density, then q_K for each K, one row per target) and prints a table.
-Everything here is argument parsing and printing; the work is done by planarflow.tools.experiment.
+Everything here is argument parsing and printing; the work is done by planarflow/lab/ (recipes.py, runner.py, plotting.py).
 """
 
 import argparse
@@ -14,11 +14,14 @@ import sys
 import time
 
 from planarflow import save
-from planarflow.tools.experiment import (KS, RECIPES, TARGETS, WorkerFailed, check_job, check_save_dir, kl_text,
-                                         make_jobs, recipe_summary, run_jobs, stages, true_densities)
-from planarflow.tools.io import check_output_path
-from planarflow.tools.progress import isatty, say, write
-from planarflow.tools.training import MAX_STEPS
+from planarflow.lab.experiment import check_save_dir
+from planarflow.lab.plotting import kl_text
+from planarflow.lab.recipes import KS, RECIPES, TARGETS, recipe_summary, stages
+from planarflow.lab.report import true_densities
+from planarflow.lab.runner import WorkerFailed, check_job, make_jobs, run_jobs
+from planarflow.library.files import check_output_path
+from planarflow.library.progress import isatty, say, write
+from planarflow.library.training import MAX_STEPS
 
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
 MAX_K, MAX_WORKERS = 256, 64
@@ -82,7 +85,7 @@ def parse_args(argv=None):
     summary = "\n  ".join(recipe_summary(range(1, MAX_K + 1)))
     reference = "\n  ".join(recipe_summary(range(1, MAX_K + 1), name="reference"))
     p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-               epilog=f"The recipe for each K (planarflow.tools.experiment.recipe):\n  {summary}\n"
+               epilog=f"The recipe for each K (planarflow.lab.recipes.recipe):\n  {summary}\n"
                       "A step of the candidates' stages trains all candidates at once (populations).\n"
                       f"--recipe reference, for every K (u, w, b ~ Uniform(0, 1), no annealing):\n  {reference}")
     p.add_argument("--targets", nargs="+", type=target_name, default=list(TARGETS), metavar="U",
@@ -117,7 +120,7 @@ def parse_args(argv=None):
     p.add_argument("--engine", choices=("fused", "reference"), default="fused",
                    help="fused (default): the fast engine; reference: every step through "
                         "planarflow/reference.py, the code you read and edit — the same numbers to "
-                        "rounding, about three times slower (python -m planarflow.benchmark measures it)")
+                        "rounding, about three times slower (python -m planarflow benchmark measures it)")
     p.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=2, help="processes (default: 2)")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     args = p.parse_args(argv)
@@ -167,7 +170,7 @@ def run(args):
     def draw_layers(r):
         """The layer-by-layer pictures, drawn as soon as their fit is done."""
         if "layer_densities" in r:
-            from planarflow.tools.plotting import layers_figure, layers_gif
+            from planarflow.lab.plotting import layers_figure, layers_gif
 
             layers_figure(r["params"], r["layer_densities"], r["name"], files["layers"])
             layers_gif(r["params"], r["layer_densities"], r["name"], files["gif"])
@@ -188,7 +191,7 @@ def run(args):
     truth = true_densities(args.targets, grid_n=jobs[0]["grid_n"])
     rows = [{"name": name, "true": truth[name],
              "fits": {r["K"]: r for r in results if r["name"] == name}} for name in args.targets]
-    from planarflow.tools.plotting import figure3, training_curves
+    from planarflow.lab.plotting import figure3, training_curves
 
     figure3(rows, args.K, files["figure"])
     training_curves(results, args.K, args.targets, files["training"])

@@ -13,38 +13,33 @@ z of shape (N, dim) — U = −log p up to a constant — and optionally ``grad(
 ``pf.get_target("U1")`` … ``"U4"`` are the paper's. For a target of one's own, fit starts at its
 mode's Laplace approximation (``pf.find_mode``); ``pf.check_target`` checks a hand gradient.
 
-The layout is the lesson at the top, the machinery in ``tools/``:
+The package, read bottom to top as data flows (tests/test_layout.py keeps every import pointing down):
 
     reference.py     THE METHOD, in one file a teacher can copy (and open as a notebook): û and its
-                     backward, the planar layer, the flow, the learnable base, U₁, reverse KL and
-                     its gradient, the path-derivative gradient, Adam, the training loop.
-                     Imports NumPy only. Read it first; it is the code that runs.
-    targets.py       U₁–U₄ of the paper's Table 1, their gradients, the box wall.
-    inverse.py       the numerical inverse of the flow, hence its exact density anywhere.
-    diagnostics.py   log Z by quadrature, the KL, importance sampling and its PSIS k̂.
-    gradcheck.py     central differences, the check behind every gradient.
-    figure3.py       the paper's Figure 3 from reference.py and targets.py alone.
-
+                     backward, the planar layer, the flow, U₁, reverse KL and its gradient, Adam,
+                     the training loop. Imports NumPy only. Read it first; it is the code that runs.
+    targets.py, inverse.py, diagnostics.py, gradcheck.py, figure3.py
+                     the rest of the lesson, one idea a file: U₂–U₄ and the box wall; the numerical
+                     inverse, hence the exact density anywhere; log Z, the KL, importance sampling
+                     and PSIS's k̂; central differences; the paper's Figure 3 from the lesson alone.
     fused.py         the fast engine: reference.py's arithmetic arranged for speed, chosen by
                      fit(..., engine="fused") and tied to reference.py by tests to rounding.
 
-    tools/           around the lesson, not part of it: the checked public functions (api.py),
-                     argument checks (validation.py), files (io.py), fit with the start at the mode,
-                     populations and checkpoints (training.py, mode.py), targets of one's own and
-                     posterior estimates (user_targets.py, posterior.py, posteriors.py), the
-                     Figure 3 runner (experiment.py), pictures, progress lines, the benchmark, the
-                     exercises and the README refresher.
+    library/         what a researcher calls: the lesson's functions with their arguments checked
+                     (api.py), fit and its run (training.py), the start at the mode (mode.py),
+                     targets of one's own and check_target (target.py), numerical gradients of an
+                     energy (differences.py), posterior estimates (posterior.py), argument checks
+                     (validation.py), flows and checkpoints on disk (files.py), progress lines.
+    lab/             the machinery around it all: the Figure 3 experiment (recipes.py, runner.py,
+                     report.py, experiment.py), pictures (plotting.py), real posteriors with exact
+                     answers (posteriors.py), the benchmark, the exercises, the README refresher.
+    __main__.py      one command line, ``python -m planarflow COMMAND`` (``--help`` lists them).
 
-    experiment.py, benchmark.py, exercises.py, refresh_readme.py
-                     only the names of the commands ``python -m planarflow.<name>``; their code
-                     is in tools/.
-
-Why a subpackage: the lesson files import NumPy and each other, nothing else; tools/ imports the
-lesson, never the other way round. So ``ls planarflow/`` and the import graph both show the
-method apart from what serves it, and copying the lesson needs nothing from tools/.
+The lesson files import NumPy and each other, nothing else; the library imports the lesson, never
+the other way round; the lab imports both. So copying the lesson needs nothing else.
 
 ``import planarflow as pf`` gives the lesson's functions with their arguments checked
-(tools/api.py): each checks, then calls the plain function of the same name, looked up when
+(library/api.py): each checks, then calls the plain function of the same name, looked up when
 called — so an edit of reference.py changes what pf.reverse_kl, pf.sample, pf.log_prob,
 pf.kl_divergence and pf.fit compute.
 """
@@ -52,24 +47,25 @@ pf.kl_divergence and pf.fit compute.
 import types as _types
 
 from . import inverse
-from .tools import api as _api
-from .tools.api import (Adam, EstimatedLogZWarning, Gaussian, find_mode, flow_backward, flow_forward,
+from .library import api as _api
+from .library.api import (Adam, EstimatedLogZWarning, Gaussian, find_mode, flow_backward, flow_forward,
                         get_target, importance_log_z, init_params, kl_divergence, log_partition,
                         log_prob, numerical_gradient, planar_backward, planar_forward, posterior, psis,
                         rel_error, reverse_kl, sample, u_hat, u_hat_backward, u_hat_forward)
-from .tools.io import load, save
-from .tools.mode import Mode, ModeNotFound
-from .tools.posterior import Posterior, UnreliablePosteriorWarning
-from .tools.training import FitWarning, TrainingDiverged, fit
-from .tools.user_targets import NumericalGradientWarning, Target, check_target
-from .tools.validation import LowPrecisionWarning
+from .library.differences import NumericalGradientWarning
+from .library.files import load, save
+from .library.mode import Mode, ModeNotFound
+from .library.posterior import Posterior, UnreliablePosteriorWarning
+from .library.target import Target, check_target
+from .library.training import FitWarning, TrainingDiverged, fit
+from .library.validation import LowPrecisionWarning
 
 
 
 class _CallableModule(_types.ModuleType):
     """``planarflow.inverse`` is the lesson's module (``inverse.solve_alpha``, ``inverse.log_prob``,
     what ``import planarflow.inverse as inv`` gives) and, called as ``planarflow.inverse(params, y)``,
-    the checked function tools.api.inverse — one name for the idea, as the README uses both."""
+    the checked function library.api.inverse — one name for the idea, as the README uses both."""
 
     def __call__(self, params, y):
         return _api.inverse(params, y)

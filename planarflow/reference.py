@@ -207,7 +207,7 @@ def init_params(K, dim=2, rng=None, u_scale=0.1, b_scale=1.0, base=False):
 # so log q(x) = log q_K(z) − Σᵢ log σᵢ. The paper draws z₀ from N(μ, diag σ²) and then applies the
 # layers; we apply the affine map after them, so that the planar layers work in units of the
 # target's own spread and the base carries location, scale and correlation. Measured
-# (python -m planarflow.benchmark --placement): with the base first, fits of real posteriors end
+# (python -m planarflow benchmark --placement): with the base first, fits of real posteriors end
 # with importance weights too heavy-tailed to use (k̂ above 0.7); with it last, below. A full
 # triangular A, not only diag σ: posteriors correlate (−0.99 between an intercept and a slope on an
 # uncentred predictor), and planar layers, each a bounded shift along one direction, cannot shear

@@ -11,7 +11,7 @@
 Each function here maps points z (N, 2) to (U (N,), ∇U (N, 2)); every log of a sum goes
 through reference.logaddexp_weights. ``planarflow.get_target(name)`` wraps them as a target
 object — anything with ``energy(z) -> (N,)`` and ``grad(z) -> (N, d)``, in any dimension d, is
-a target — with its arguments checked (planarflow/tools/api.py).
+a target — with its arguments checked (planarflow/library/api.py).
 
 The box wall
 ------------

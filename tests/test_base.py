@@ -7,7 +7,7 @@ import pytest
 import planarflow as pf
 from conftest import characteristic_params, grad_errors
 from planarflow import fused, reference
-from planarflow.tools.validation import CheckedTarget
+from planarflow.library.validation import CheckedTarget
 
 
 def base_params(K, d, rng):

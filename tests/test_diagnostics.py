@@ -84,7 +84,7 @@ def test_importance_sampling_is_exact_for_a_perfect_flow_in_5d():
 
 
 def test_density_after_k_layers_is_the_truncated_flows_density():
-    from planarflow.tools.plotting import flow_density_on_grid
+    from planarflow.lab.plotting import flow_density_on_grid
     params = init_params(5, 2, rng=2, u_scale=0.5)
     full = flow_density_on_grid(params, n=30)
     np.testing.assert_allclose(flow_density_on_grid(params, n=30, layers=5), full, rtol=1e-12)

@@ -11,7 +11,7 @@ import pytest
 import planarflow as pf
 from conftest import characteristic_params, grad_errors
 from planarflow import fused, reference
-from planarflow.tools.validation import CheckedTarget
+from planarflow.library.validation import CheckedTarget
 
 REFERENCE_PY = os.path.join(os.path.dirname(reference.__file__), "reference.py")
 

@@ -1,4 +1,4 @@
-"""Each exercise of the README, run as planarflow.exercises runs it, shows what the README says."""
+"""Each exercise of the README, run as python -m planarflow exercises runs it, shows what the README says."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import pytest
 import planarflow as pf
 from conftest import grad_errors
 from planarflow import reference
-from planarflow.tools import exercises as ex
+from planarflow.lab import exercises as ex
 
 
 def test_exercise_1_the_gradient_checks_and_a_flipped_sign_breaks_it():

@@ -17,8 +17,8 @@ import pytest
 
 import planarflow as pf
 from planarflow import reference
-from planarflow.tools.experiment import WorkerFailed, make_jobs, run_jobs
-from planarflow.tools.validation import MIN_WTU
+from planarflow.lab.runner import WorkerFailed, make_jobs, run_jobs
+from planarflow.library.validation import MIN_WTU
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOOD = pf.init_params(3, 2, rng=0)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import planarflow as pf
-from planarflow.tools import io
+from planarflow.library import files as io
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -329,7 +329,7 @@ def run(*args, cwd=ROOT):
 
 
 def test_the_reference_recipe_honours_the_gradient_flag():
-    from planarflow.tools.experiment import make_jobs
+    from planarflow.lab.runner import make_jobs
     sys.path.insert(0, ROOT)
     import demo
 
@@ -343,7 +343,7 @@ def test_the_reference_recipe_honours_the_gradient_flag():
 @pytest.mark.parametrize("args", [["--placement", "--posteriors"], ["--placement", "--steps", "20"],
                                   ["--posteriors", "--no-demo"]])
 def test_the_benchmark_refuses_flags_it_would_ignore(args):
-    res = run("-m", "planarflow.benchmark", *args)
+    res = run("-m", "planarflow", "benchmark", *args)
     assert res.returncode == 2 and "error:" in res.stderr and res.stdout == ""
 
 

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 
-from planarflow.tools.refresh_readme import NOTEBOOK, ROOT
+from planarflow.lab.refresh_readme import NOTEBOOK, ROOT
 
 REFERENCE_PY = os.path.join(ROOT, "planarflow", "reference.py")
 
@@ -78,7 +78,7 @@ def test_the_notebook_in_docs_is_reference_py_with_headings_and_a_picture():
         script = percent_cells(f.read())
     cells = [(c["cell_type"], "".join(c["source"]).strip("\n")) for c in nb["cells"]]
     assert [src for kind, src in cells if kind == "code"] == [src for kind, src in script if kind == "code"], (
-        "docs/reference.ipynb is out of step with planarflow/reference.py: run python -m planarflow.refresh_readme")
+        "docs/reference.ipynb is out of step with planarflow/reference.py: run python -m planarflow refresh-readme")
     headings = [src.splitlines()[0] for kind, src in cells if kind == "markdown" and src.startswith("## ")]
     assert [h.split(".")[0] for h in headings] == [f"## {i}" for i in range(1, 12)]
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]

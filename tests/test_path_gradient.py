@@ -8,7 +8,7 @@ import pytest
 import planarflow as pf
 from conftest import characteristic_params
 from planarflow import fused, reference
-from planarflow.tools.validation import CheckedTarget
+from planarflow.library.validation import CheckedTarget
 
 
 def flow_with_base(K, d, rng, u_scale=0.5):

@@ -2,7 +2,7 @@
 
 import os
 
-from planarflow.tools.refresh_readme import ROOT, code_fingerprint
+from planarflow.lab.refresh_readme import ROOT, code_fingerprint
 
 README = os.path.join(ROOT, "README.md")
 
@@ -12,7 +12,7 @@ def test_readme_numbers_were_generated_from_the_current_code():
         text = f.read()
     assert f"code fingerprint `{code_fingerprint()}`" in text, (
         "the code changed since README.md's numbers were generated: run "
-        "`python -m planarflow.refresh_readme` and commit the result")
+        "`python -m planarflow refresh-readme` and commit the result")
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

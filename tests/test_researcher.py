@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import planarflow as pf
-from planarflow.tools import posteriors
+from planarflow.lab import posteriors
 
 README_CALL = dict(K=16, steps=3000, batch_size=512, anneal_steps=1000)     # the README's fit call
 
@@ -140,7 +140,7 @@ def test_a_target_not_finite_at_the_first_batch_is_blamed_not_the_learning_rate(
 def test_central_gradient_is_accurate_and_scaled_to_each_coordinate():
     mean, cov, eg = far_gaussian()
     z = mean + np.random.default_rng(0).standard_normal((50, 3)) * np.sqrt(np.diag(cov))
-    from planarflow.tools.user_targets import central_gradient
+    from planarflow.library.differences import central_gradient
     _, g = central_gradient(lambda x: eg(x)[0], z, typical=np.sqrt(np.diag(cov)))
     assert pf.rel_error(g, eg(z)[1]) < 1e-7
 
@@ -150,7 +150,7 @@ def test_forward_gradient_is_accurate_to_its_order_and_scaled_to_each_coordinate
     noise; without the spreads the steps are wrong for coordinates of scale 10⁻³ and 10⁴."""
     mean, cov, eg = far_gaussian()
     z = mean + np.random.default_rng(0).standard_normal((50, 3)) * np.sqrt(np.diag(cov))
-    from planarflow.tools.user_targets import forward_gradient
+    from planarflow.library.differences import forward_gradient
     U, g = forward_gradient(lambda x: eg(x)[0], z, typical=np.sqrt(np.diag(cov)))
     assert pf.rel_error(g, eg(z)[1]) < 1e-6
     np.testing.assert_array_equal(U, eg(z)[0])
@@ -161,19 +161,19 @@ def test_forward_gradient_is_accurate_to_its_order_and_scaled_to_each_coordinate
 def test_finite_differences_in_chunks_equal_one_call(monkeypatch):
     """The shifted points go to the energy in calls of CHUNK_POINTS: cutting them finer (a row's
     shifts split from other rows', a last partial chunk) changes no value."""
-    from planarflow.tools import user_targets
+    from planarflow.library import differences
     mean, cov, eg = far_gaussian()
     z = mean + np.random.default_rng(2).standard_normal((37, 3)) * np.sqrt(np.diag(cov))
     typical = np.sqrt(np.diag(cov))
-    whole = [f(lambda x: eg(x)[0], z, typical) for f in (user_targets.forward_gradient, user_targets.central_gradient)]
-    monkeypatch.setattr(user_targets, "CHUNK_POINTS", 9)          # 2 rows a call forward, 1 central
+    whole = [f(lambda x: eg(x)[0], z, typical) for f in (differences.forward_gradient, differences.central_gradient)]
+    monkeypatch.setattr(differences, "CHUNK_POINTS", 9)          # 2 rows a call forward, 1 central
     calls = []
 
     def energy(x):
         calls.append(len(x))
         return eg(x)[0]
 
-    for f, (U, g) in zip((user_targets.forward_gradient, user_targets.central_gradient), whole):
+    for f, (U, g) in zip((differences.forward_gradient, differences.central_gradient), whole):
         U2, g2 = f(energy, z, typical)
         np.testing.assert_array_equal(U2, U)
         np.testing.assert_array_equal(g2, g)

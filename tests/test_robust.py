@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import planarflow as pf
-from planarflow.tools.refresh_readme import ROOT
+from planarflow.lab.refresh_readme import ROOT
 
 GOOD = pf.init_params(3, 2, rng=0)
 
@@ -79,7 +79,7 @@ def test_a_checkpoint_whose_dimension_contradicts_its_arrays_names_the_path(tmp_
         def energy(self, z):
             return 0.5 * (z * z).sum(axis=1)
 
-    path = checkpoint_with(tmp_path, "dim.ckpt", dim=3, target=pf.tools.training.target_identity(Target3()))
+    path = checkpoint_with(tmp_path, "dim.ckpt", dim=3, target=pf.library.training.target_identity(Target3()))
     with pytest.raises(ValueError, match="dim.ckpt"):
         pf.fit(Target3(), 3, 20, 8, resume=path, progress=False)
 
@@ -101,7 +101,7 @@ class Gone:
 
 @pytest.mark.parametrize("stream", [Gone(), "closed"])
 def test_fit_with_progress_survives_a_closed_stderr(monkeypatch, stream):
-    from planarflow.tools import progress
+    from planarflow.library import progress
     if stream == "closed":
         stream = io.StringIO()
         stream.close()
@@ -122,8 +122,9 @@ def test_demo_piped_with_its_stderr_into_head_still_writes_every_figure(tmp_path
 
 # --- commands: --help never starts work; output paths are checked before the first fit -----------
 
-@pytest.mark.parametrize("command", [["demo.py"], ["-m", "planarflow.experiment"], ["-m", "planarflow.benchmark"],
-                                     ["-m", "planarflow.exercises"], ["-m", "planarflow.refresh_readme"]])
+@pytest.mark.parametrize("command", [["demo.py"], ["-m", "planarflow"], ["-m", "planarflow", "experiment"],
+                                     ["-m", "planarflow", "benchmark"],
+                                     ["-m", "planarflow", "exercises"], ["-m", "planarflow", "refresh-readme"]])
 def test_every_command_answers_help_without_starting_work(command, tmp_path):
     readme = os.path.join(ROOT, "README.md")
     before = os.stat(readme).st_mtime_ns
@@ -146,20 +147,20 @@ def test_the_experiment_checks_its_outputs_before_any_fit(args, word, tmp_path):
     blocked = tmp_path / "blocked"
     (blocked / "U1_K2_seed0.npz").mkdir(parents=True)
     args = [{"READONLY": str(readonly), "BLOCKED": str(blocked)}.get(a, a) for a in args]
-    res = subprocess.run([sys.executable, "-m", "planarflow.experiment", *args], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-m", "planarflow", "experiment", *args], capture_output=True, text=True,
                          cwd=tmp_path, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
     assert res.returncode == 2 and word in res.stderr and "fits in" not in res.stdout
 
 
 @pytest.mark.parametrize("steps", ["0", "-40", "1"])
 def test_the_benchmark_refuses_too_few_steps(steps):
-    res = subprocess.run([sys.executable, "-m", "planarflow.benchmark", "--no-demo", "--steps", steps],
+    res = subprocess.run([sys.executable, "-m", "planarflow", "benchmark", "--no-demo", "--steps", steps],
                          capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
     assert res.returncode == 2 and "--steps" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_the_benchmark_prints_a_negative_fitted_cost_with_its_own_sign():
-    from planarflow.tools.benchmark import cost_formula
+    from planarflow.lab.benchmark import cost_formula
 
     text = cost_formula([0.331, -0.0003, 0.077, 0.0276])
     assert text == "0.331 − 0.0003·K + 0.077·(batch/1000) + 0.0276·K·(batch/1000)"
@@ -169,8 +170,8 @@ def test_the_benchmark_prints_a_negative_fitted_cost_with_its_own_sign():
 def test_planarflow_and_its_benchmark_never_import_jax_until_the_comparison_runs():
     """JAX is the benchmark's peer, an optional extra: importing planarflow, its tools or the
     benchmark module must not import it (the tests and the README's commands never need it)."""
-    code = ("import sys, planarflow, planarflow.tools.benchmark, planarflow.tools.peer_jax, "
-            "planarflow.tools.experiment; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+    code = ("import sys, planarflow, planarflow.lab.benchmark, planarflow.lab.peer_jax, "
+            "planarflow.lab.experiment; print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('jax', 'jaxlib', 'scipy', 'torch')))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=ROOT))

@@ -4,7 +4,7 @@
 (params, objective, adam, start, shape), and adds around it:
 
 - argument checks, before any work;
-- the start: for a user's target, the mode and the Laplace approximation there (tools/mode.py),
+- the start: for a user's target, the mode and the Laplace approximation there (library/mode.py),
   in whose frame the flow is trained and into whose base the frame is folded at the end;
 - the fast engine (``engine="fused"``: fused.reverse_kl_members instead of reference.reverse_kl);
 - populations of P flows trained at once (the noise of each step has shape (P, N, d));
@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from .. import fused, reference
-from .io import check_output_path, load_checkpoint, save_checkpoint
+from .files import check_output_path, load_checkpoint, save_checkpoint
 from .mode import Frame, Mode, ModeNotFound, check_mode, check_search_size, find_mode
 from .progress import Progress
 from .validation import (BASE_KEYS, MAX_ENTRIES, PARAM_KEYS, CheckedTarget, as_array, as_float, as_int,
@@ -84,7 +84,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     rng : seed or Generator; the only source of randomness (initial parameters and noise)
     start : where the flow starts.
         "mode": at the Laplace approximation N(x*, H⁻¹) at a mode x* of U, found by Newton's
-        method from ``x0`` (default the origin; tools/mode.py); the flow gets a learnable base
+        method from ``x0`` (default the origin; library/mode.py); the flow gets a learnable base
         (reference.py §5) and is trained in that frame, so that the target's units and
         correlations do not matter. If no isolated mode is found, a FitWarning says why and the
         flow starts at N(0, I) with a learnable base.
@@ -141,7 +141,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     ------
     TrainingDiverged
         when a loss or gradient is not finite, or a step leaves the parameters' domain (see
-        planarflow/tools/validation.py); it carries the best and the last valid parameters.
+        planarflow/library/validation.py); it carries the best and the last valid parameters.
     ValueError
         when the target's energy or gradient is not finite at the very first batch (the target,
         not the training, is at fault), and for every bad argument.

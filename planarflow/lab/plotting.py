@@ -12,8 +12,8 @@ import textwrap
 import numpy as np
 
 from ..reference import std_normal_log_density
-from .api import log_prob
-from .io import atomic_output
+from ..library.api import log_prob
+from ..library.files import atomic_output
 
 
 def kl_text(kl, stderr, decimals=4, sep=" ± "):

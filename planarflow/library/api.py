@@ -1,6 +1,6 @@
 """What ``import planarflow`` gives: the lesson's functions with their arguments checked.
 
-Each function here checks its arguments (tools/validation.py) before any work or allocation —
+Each function here checks its arguments (library/validation.py) before any work or allocation —
 a wrong shape, NaN/inf, a size, a target that is not one: a ValueError or TypeError naming the
 argument — and then calls the plain function of the same name in reference.py, inverse.py,
 diagnostics.py, targets.py or gradcheck.py, looked up at call time: an edit (or a monkeypatch)
@@ -479,10 +479,10 @@ def rel_error(a, b):
     return gradcheck.rel_error(a, b)
 
 
-# --- a researcher's density (tools/mode.py, tools/user_targets.py, tools/posterior.py) ------------
+# --- a researcher's density (library/mode.py, library/target.py, library/posterior.py) ------------
 
 def find_mode(target, x0=None, dim=None):
-    """A mode of the target's energy and the Laplace approximation there (tools/mode.py).
+    """A mode of the target's energy and the Laplace approximation there (library/mode.py).
 
     Newton's method with a line search from ``x0`` (default the origin), the Hessian by central
     differences of the gradient (itself by central differences for an energy-only target).
@@ -502,7 +502,7 @@ def find_mode(target, x0=None, dim=None):
 
 def posterior(params, target, n=20_000, rng=None, names=None):
     """Posterior estimates from a fitted flow: its n draws reweighted towards the target by
-    Pareto-smoothed importance sampling (tools/posterior.py).
+    Pareto-smoothed importance sampling (library/posterior.py).
 
     Returns a planarflow.Posterior: ``mean``, ``sd``, ``mcse`` (the means' Monte-Carlo standard
     errors), ``quantile(q, f=None)``, ``expect(f)``, ``resample(m, rng)``, ``k_hat``, ``ess``,

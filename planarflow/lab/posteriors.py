@@ -1,6 +1,6 @@
 """Real posteriors with exact answers: the yardstick for a researcher's use of planarflow.
 
-Each function returns a ``Target`` (tools/user_targets.py: ``dim``, ``energy``, ``grad``,
+Each function returns a ``Target`` (library/target.py: ``dim``, ``energy``, ``grad``,
 ``names``) on an unconstrained space, and the exact posterior means and standard deviations of
 its coordinates — in closed form, or by quadrature in one or two dimensions — so that an estimate
 can be judged by how far it is from the truth, in posterior standard deviations.
@@ -18,7 +18,7 @@ it by finite differences).
 
 import numpy as np
 
-from .user_targets import Target
+from ..library.target import Target
 
 SCHOOLS_Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])      # Rubin (1981), table 1
 SCHOOLS_SIGMA = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])

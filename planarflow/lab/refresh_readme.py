@@ -1,12 +1,12 @@
 """Regenerate every number and picture in README.md from the commands that print them.
 
-    python -m planarflow.refresh_readme            # run from the repository's top folder
+    python -m planarflow refresh-readme            # run from the repository's top folder
 
 Each generated block of README.md sits between ``<!-- begin NAME -->`` and ``<!-- end NAME -->``
 and is replaced by the output of the command recorded with it. docs/reference.ipynb, the lesson
 as an executed notebook, is made from planarflow/reference.py (``make_notebook``; jupytext and
 nbclient, from the optional extra ``refresh``). The README also records a
-fingerprint of the code (planarflow/*.py, planarflow/tools/*.py, docs/*.py and demo.py); tests/test_readme.py fails when the code
+fingerprint of the code (every .py file of planarflow/, docs/*.py and demo.py); tests/test_readme.py fails when the code
 has changed since the numbers were generated, so they are never stale and never typed by hand.
 """
 
@@ -22,14 +22,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # name -> the command whose output fills the block (run from ROOT)
 COMMANDS = {
     "demo": ["python", "demo.py", "--out", "docs/figure3.png"],
-    "benchmark": ["python", "-m", "planarflow.benchmark"],
-    "kl-vs-k": ["python", "-m", "planarflow.experiment", "--kl-vs-k", "--recipe", "planarflow", "reference",
+    "benchmark": ["python", "-m", "planarflow", "benchmark"],
+    "kl-vs-k": ["python", "-m", "planarflow", "experiment", "--kl-vs-k", "--recipe", "planarflow", "reference",
                 "--seeds", "0", "1", "2", "--out", "docs/kl_vs_k.png"],
-    "exercises": ["python", "-m", "planarflow.exercises"],
-    "placement": ["python", "-m", "planarflow.benchmark", "--placement"],
-    "posteriors": ["python", "-m", "planarflow.benchmark", "--posteriors"],
+    "exercises": ["python", "-m", "planarflow", "exercises"],
+    "placement": ["python", "-m", "planarflow", "benchmark", "--placement"],
+    "posteriors": ["python", "-m", "planarflow", "benchmark", "--posteriors"],
     "eight-schools": ["python", "docs/eight_schools.py"],
-    "spread": ["python", "-m", "planarflow.experiment", "--seeds", "0", "1", "2", "3", "4", "5"],
+    "spread": ["python", "-m", "planarflow", "experiment", "--seeds", "0", "1", "2", "3", "4", "5"],
 }
 
 
@@ -40,7 +40,7 @@ SOURCES = {"eight-schools-code": "docs/eight_schools.py"}
 def code_fingerprint(root=ROOT):
     """sha256 over the package's modules and demo.py (names and contents), first 16 hex digits."""
     h = hashlib.sha256()
-    files = sorted(glob.glob(os.path.join(root, "planarflow", "*.py")) + glob.glob(os.path.join(root, "planarflow", "tools", "*.py"))
+    files = sorted(glob.glob(os.path.join(root, "planarflow", "**", "*.py"), recursive=True)
                    + glob.glob(os.path.join(root, "docs", "*.py"))) + [os.path.join(root, "demo.py")]
     for path in files:
         if os.path.basename(path) == "refresh_readme.py":
@@ -85,7 +85,7 @@ def make_notebook(root=ROOT):
     except ImportError as exc:
         raise SystemExit(f"the notebook needs the refresher's extra tools ({exc.name} is missing): "
                          f"python -m pip install -e \".[refresh]\"") from None
-    from .io import atomic_output
+    from ..library.files import atomic_output
 
     print("$ jupytext --to ipynb planarflow/reference.py; execute it (nbclient)", flush=True)
     nb = jupytext.read(os.path.join(root, "planarflow", "reference.py"))
@@ -101,7 +101,7 @@ def main(argv=None):
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m planarflow.refresh_readme",
+        prog="python -m planarflow refresh-readme",
         description="Regenerate README.md's numbers and pictures (run from the repository's top folder; "
                     "about half an hour): every generated block, the code it shows, the figures in docs/, and "
                     "the code fingerprint that tests/test_readme.py checks.")
@@ -135,8 +135,8 @@ def main(argv=None):
         text = replace_block(text, name, f"```python\n{source}\n```")
     if not names:                  # a partial refresh leaves the fingerprint (and the test) alone
         text = replace_block(text, "fingerprint", f"Numbers above were generated from code fingerprint "
-                                                  f"`{code_fingerprint()}` by `python -m planarflow.refresh_readme`.")
-    from .io import atomic_output
+                                                  f"`{code_fingerprint()}` by `python -m planarflow refresh-readme`.")
+    from ..library.files import atomic_output
     with atomic_output(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)

@@ -2,10 +2,10 @@
 batch and the dimension d, the step against a jitted JAX step (when JAX is installed), and the
 demo end to end.
 
-    python -m planarflow.benchmark                 # about five minutes
-    python -m planarflow.benchmark --no-demo       # the step timings only
-    python -m planarflow.benchmark --posteriors    # real posteriors against their exact answers
-    python -m planarflow.benchmark --placement     # where the learnable base goes, measured
+    python -m planarflow benchmark                 # about five minutes
+    python -m planarflow benchmark --no-demo       # the step timings only
+    python -m planarflow benchmark --posteriors    # real posteriors against their exact answers
+    python -m planarflow benchmark --placement     # where the learnable base goes, measured
 
 One training step is what ``fit`` does each step: draw the noise, compute the loss and its
 gradient, and take an Adam step. It is timed inside ``fit`` through its callback (time between
@@ -23,18 +23,18 @@ import sys
 import time
 
 from . import peer_jax
-from .progress import say
+from ..library.progress import say
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _single_threaded_blas():
-    """Re-run this module with single-threaded BLAS if the environment does not ask for it."""
+def _single_threaded_blas(argv):
+    """Re-run this command with single-threaded BLAS if the environment does not ask for it."""
     if all(os.environ.get(k) == "1" for k in BLAS_THREADS):
         return
     env = dict(os.environ, **{k: "1" for k in BLAS_THREADS})
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "planarflow.benchmark"] + sys.argv[1:], env)
+    os.execve(sys.executable, [sys.executable, "-m", "planarflow", "benchmark"] + list(argv), env)
 
 
 def step_times(K, batch_size, steps=300, warmup=30, population=None, engine="fused", target=None, dim=None,
@@ -43,8 +43,8 @@ def step_times(K, batch_size, steps=300, warmup=30, population=None, engine="fus
     no learnable base), after a warm-up."""
     import numpy as np
 
-    from .api import get_target
-    from .training import fit
+    from ..library.api import get_target
+    from ..library.training import fit
 
     stamps = []
     fit(target or get_target("U4"), K, steps + warmup, batch_size, lr=1e-2, rng=0, progress=False,
@@ -122,10 +122,10 @@ def gradient_variance(names=("U2", "U3"), batches=200):
     import numpy as np
 
     from .. import fused
-    from .api import get_target
-    from .experiment import recipe
-    from .training import fit
-    from .validation import CheckedTarget
+    from ..library.api import get_target
+    from .recipes import recipe
+    from ..library.training import fit
+    from ..library.validation import CheckedTarget
 
     rows = []
     for name in names:
@@ -155,9 +155,9 @@ def base_placement(seeds=(0, 1)):
     import warnings
 
     from .. import reference
-    from .api import posterior
+    from ..library.api import posterior
     from .posteriors import eight_schools, judge, regression
-    from .training import fit
+    from ..library.training import fit
 
     def forward_before(params, z0):
         z, logdet, base_cache = reference.base_forward(z0, params["mu"], params["log_sigma"], params["lower"])
@@ -203,9 +203,9 @@ def posterior_table():
 
     import numpy as np
 
-    from .api import posterior, sample
+    from ..library.api import posterior, sample
     from .posteriors import eight_schools, judge, regression
-    from .training import fit
+    from ..library.training import fit
 
     say("fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(params, target, 20 000):")
     say("errors against the exact posterior — means in posterior sds, sds relative — for the")
@@ -242,7 +242,7 @@ def _at_least(low):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m planarflow.benchmark", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m planarflow benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-demo", action="store_true", help="skip the end-to-end demo run")
     parser.add_argument("--steps", type=_at_least(10), help="timed steps per configuration (at least 10; default 300)")
     only = parser.add_mutually_exclusive_group()
@@ -256,7 +256,7 @@ def main(argv=None):
                      f"{'--placement' if args.placement else '--posteriors'} runs fits of its own")
     args.steps = 300 if args.steps is None else args.steps
     if args.posteriors:
-        _single_threaded_blas()
+        _single_threaded_blas(sys.argv[1:] if argv is None else argv)
         posterior_table()
         return
     if args.placement:
@@ -266,7 +266,7 @@ def main(argv=None):
         for where, name, seed, loss, k_hat, dm, ds in base_placement():
             say(f"  {where:6}  {name:14}  {seed:4d}   {loss:10.4f}  {k_hat:5.2f}   {dm:15.3f}   {ds:8.3f}")
         return
-    _single_threaded_blas()
+    _single_threaded_blas(sys.argv[1:] if argv is None else argv)
 
     import numpy as np
 
@@ -313,7 +313,7 @@ def main(argv=None):
         say(f"  K = {K}, P = {P}: {np.median(pop):.3f} ms per step = {np.median(pop / one):.1f} single steps "
               f"for {P} flows")
 
-    from .api import Gaussian
+    from ..library.api import Gaussian
 
     say("\nThe two engines, K = 32, batch 1024, ms per step (median): the reference (reference.py,")
     say("fit's default) and the fused engine, against the dimension d (a standard Gaussian target):")
@@ -335,7 +335,7 @@ def main(argv=None):
             f"batches, summed over the parameters, {full:.3g} full, {path:.3g} path ({ratio:.0f}× lower)")
 
     say("\nAgainst a peer: a jitted JAX step of the same flow (float64, one thread, U4, Adam;")
-    say("planarflow/tools/peer_jax.py), K = 32, batch 1024:")
+    say("planarflow/lab/peer_jax.py), K = 32, batch 1024:")
     if peer_jax.available():
         say(f"  (the same loss: JAX's and reference.reverse_kl's differ by {peer_jax.agreement():.1e} at random parameters)")
         # Interleaved rounds of a few dozen steps each: the three measurements of a round lie within

@@ -1,6 +1,6 @@
 """Checks at the public boundary: every error names the argument, what was expected and what came.
 
-Each public function (tools/api.py) validates its inputs here, once, before any work or
+Each public function (library/api.py) validates its inputs here, once, before any work or
 allocation, and then calls the plain lesson code, which trusts them.
 
 The domain of the parameters is where float64 computes a planar flow and its gradients: finite
@@ -20,6 +20,8 @@ import warnings
 
 import numpy as np
 
+from .differences import EPS, central_gradient, forward_gradient, warn_numerical
+
 PARAM_KEYS = ("u", "w", "b")
 BASE_KEYS = ("mu", "log_sigma", "lower")      # the learnable base x = μ + L·z (reference.py §5)
 MAX_LOG_SIGMA = 230.0     # |log σ| of the base: σ within about 1e±100, like every other entry
@@ -32,7 +34,6 @@ MAX_POINT = 1e150         # points in the flow's own space (log_prob, inverse, s
 MAX_ENTRIES = 10 ** 8     # the largest array (in numbers) a call may be asked to allocate
 
 
-EPS = float(np.finfo(np.float64).eps)
 
 
 class LowPrecisionWarning(UserWarning):
@@ -305,8 +306,8 @@ class CheckedTarget:
     broadcasting or corrupting a result. The gradient comes from the target's
     ``energy_and_grad`` if it has one, else from its ``grad``, else from finite differences of
     its energy (announced once with a NumericalGradientWarning): central ones
-    (user_targets.central_gradient) until ``training`` is set, forward ones
-    (user_targets.forward_gradient, half the evaluations) from then on.
+    (differences.central_gradient) until ``training`` is set, forward ones
+    (differences.forward_gradient, half the evaluations) from then on.
     When the target has ``energy_and_grad`` — or has no gradient and ``training`` is set —
     ``energy(z)`` computes ∇U too and keeps it for a following ``grad(z)`` at the same points
     (reference.reverse_kl asks for U, then ∇U): one evaluation (or one set of differences)
@@ -394,7 +395,6 @@ class CheckedTarget:
                     self._check(out[1], "energy_and_grad", z.shape, z))
         if self._grad is not None:
             return self.energy(z), self.grad(z)
-        from .user_targets import central_gradient, forward_gradient, warn_numerical
         warn_numerical(self)
 
         def energy(x):

@@ -106,7 +106,7 @@ def agreement(K=32, batch_size=1024, seed=0):
     import numpy as np
 
     from .. import reference
-    from .api import get_target
+    from ..library.api import get_target
 
     jnp = _jax().numpy
     rng = np.random.default_rng(seed)

@@ -1,6 +1,6 @@
 """The README's exercises, run end to end: what a student should observe, measured.
 
-    python -m planarflow.exercises        # about a minute
+    python -m planarflow exercises        # about a minute
 
 1. a gradient checked by hand with central differences — then broken on purpose;
 2. training with and without the û constraint (û = u, with its own correct gradient);
@@ -20,10 +20,10 @@ import warnings
 import numpy as np
 
 from .. import reference
-from .api import get_target, init_params, kl_divergence, log_partition, numerical_gradient, rel_error, reverse_kl, sample
-from .experiment import uniform_start
-from .progress import say
-from .training import FitWarning, TrainingDiverged, fit
+from ..library.api import get_target, init_params, kl_divergence, log_partition, numerical_gradient, rel_error, reverse_kl, sample
+from .recipes import uniform_start
+from ..library.progress import say
+from ..library.training import FitWarning, TrainingDiverged, fit
 
 
 @contextlib.contextmanager
@@ -130,7 +130,7 @@ def without_wall(marks=(1000, 3000, 6000), K=16, batch_size=512):
 def main(argv=None):
     import argparse
 
-    argparse.ArgumentParser(prog="python -m planarflow.exercises",
+    argparse.ArgumentParser(prog="python -m planarflow exercises",
                             description="Run the README's exercises for a course and print what this machine "
                                         "observes (about a minute); tests/test_exercises.py checks the README's "
                                         "ranges against the same functions.").parse_args(argv)
