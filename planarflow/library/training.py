@@ -146,209 +146,293 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         when the target's energy or gradient is not finite at the very first batch (the target,
         not the training, is at fault), and for every bad argument.
     """
-    if not isinstance(engine, str) or engine not in ENGINES:
-        raise ValueError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
-    if not isinstance(gradient, str) or gradient not in GRADIENTS:
-        raise ValueError(f"gradient: expected one of {list(GRADIENTS)}, got {gradient!r}")
-    dim = target_dim(target, dim)
-    checked = CheckedTarget(target, dim, finite=False)
-    K = as_int(K, "K", maximum=MAX_ENTRIES)
-    steps = as_int(steps, "steps", maximum=MAX_STEPS)
-    batch_size = as_int(batch_size, "batch_size", maximum=MAX_ENTRIES)
-    lr = as_float(lr, "lr", low=0.0, low_open=True)
-    if lr_final is not None:
-        lr_final = as_float(lr_final, "lr_final", low=0.0, low_open=True)
-    if anneal_steps is not None:
-        anneal_steps = as_int(anneal_steps, "anneal_steps", minimum=0, maximum=MAX_STEPS)
-    checkpoint_every = as_int(checkpoint_every, "checkpoint_every", maximum=MAX_STEPS)
-    for flag, value in (("progress", progress), ("keep_best", keep_best)):
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{flag}: expected True or False, got {value!r}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
-    if label is not None and not isinstance(label, str):
-        raise TypeError(f"label: expected a string or None, got {type(label).__name__}")
-    if not isinstance(start, Mode) and (not isinstance(start, str) or start not in STARTS):
-        raise ValueError(f"start: expected one of {list(STARTS)} or a planarflow.Mode, got {start!r}")
-    given_mode = check_mode(start, dim) if isinstance(start, Mode) else None
-    kind = "given" if given_mode is not None else start
-    if kind == "auto":
-        kind = "standard" if getattr(target, "paper_figure", False) else "mode"
-    if x0 is not None:
-        x0 = as_array(x0, "x0", shape=(dim,))
-        if kind != "mode":
+    settings = Settings(target, K, steps, batch_size, lr, anneal_steps, lr_final, progress, callback, checkpoint,
+                        checkpoint_every, label, population, dim, engine, start, x0, gradient, keep_best)
+    settings.check_start(params, rng, resume)
+    run = Run(target, settings)
+    if resume is not None:
+        run.resume(resume)
+    else:
+        run.start(params, rng)
+    run.train()
+    return run.finish()
+
+
+class Settings:
+    """fit's arguments, every one checked before any work — a ValueError or TypeError naming it.
+
+    ``kind`` is where the flow starts: "standard" (N(0, I), no base), "mode" (a mode search, then
+    its Laplace frame), "given" (a planarflow.Mode's frame); ``record`` what a checkpoint keeps
+    and a resumed run must match."""
+
+    def __init__(self, target, K, steps, batch_size, lr, anneal_steps, lr_final, progress, callback, checkpoint,
+                 checkpoint_every, label, population, dim, engine, start, x0, gradient, keep_best):
+        for flag, value, allowed in (("engine", engine, ENGINES), ("gradient", gradient, GRADIENTS)):
+            if not isinstance(value, str) or value not in allowed:
+                raise ValueError(f"{flag}: expected one of {list(allowed)}, got {value!r}")
+        self.engine, self.gradient = engine, gradient
+        self.dim = dim = target_dim(target, dim)
+        self.K = as_int(K, "K", maximum=MAX_ENTRIES)
+        self.steps = as_int(steps, "steps", maximum=MAX_STEPS)
+        self.batch_size = as_int(batch_size, "batch_size", maximum=MAX_ENTRIES)
+        self.lr = as_float(lr, "lr", low=0.0, low_open=True)
+        self.lr_final = None if lr_final is None else as_float(lr_final, "lr_final", low=0.0, low_open=True)
+        self.anneal_steps = (None if anneal_steps is None else
+                             as_int(anneal_steps, "anneal_steps", minimum=0, maximum=MAX_STEPS))
+        self.checkpoint_every = as_int(checkpoint_every, "checkpoint_every", maximum=MAX_STEPS)
+        for flag, value in (("progress", progress), ("keep_best", keep_best)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{flag}: expected True or False, got {value!r}")
+        self.progress, self.keep_best = bool(progress), bool(keep_best)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
+        if label is not None and not isinstance(label, str):
+            raise TypeError(f"label: expected a string or None, got {type(label).__name__}")
+        self.callback, self.label = callback, label or f"{getattr(target, 'name', 'target')} K={self.K}"
+        self.population = None if population is None else as_int(population, "population", maximum=MAX_ENTRIES)
+        self.P = self.population or 1
+        sizes = {"K": self.K + 1, "population": self.P, "batch_size": self.batch_size, "dim": dim + 2}
+        check_size(max(sizes, key=sizes.get), *sizes.values(), 2)            # the engine's buffers; blame the largest
+        if not has_gradient(target) and (2 * dim + 1) * dim > MAX_ENTRIES:
+            raise ValueError(f"target: it has no gradient, and differences of its energy in d = {dim} shift each "
+                             f"point {2 * dim + 1} times, {(2 * dim + 1) * dim:.3g} numbers a point, more than the "
+                             f"{MAX_ENTRIES:.0e} allowed; give the target a gradient")
+        self.has_grad = has_gradient(target)
+        self.checkpoint = None if checkpoint is None else check_output_path(checkpoint, "checkpoint")
+        self._start_arguments(target, start, x0)
+        self.record = {"K": self.K, "dim": dim, "batch_size": self.batch_size, "lr": self.lr,
+                       "lr_final": self.lr_final, "anneal_steps": self.anneal_steps, "steps": self.steps,
+                       "engine": engine, "gradient": gradient, "target": target_identity(target),
+                       "start": "Mode" if self.mode is not None else start,
+                       "x0": None if self.x0 is None else self.x0.tolist()}
+
+    def _start_arguments(self, target, start, x0):
+        if not isinstance(start, Mode) and (not isinstance(start, str) or start not in STARTS):
+            raise ValueError(f"start: expected one of {list(STARTS)} or a planarflow.Mode, got {start!r}")
+        self.start_given = isinstance(start, Mode) or start != "auto"
+        self.mode = check_mode(start, self.dim) if isinstance(start, Mode) else None
+        kind = "given" if self.mode is not None else start
+        if kind == "auto":
+            kind = "standard" if getattr(target, "paper_figure", False) else "mode"
+        self.kind = kind
+        self.x0 = None if x0 is None else as_array(x0, "x0", shape=(self.dim,))
+        if x0 is not None and kind != "mode":
             raise ValueError(f"x0: it is where the mode search begins, and this fit searches for no mode "
-                             f"(start={'a planarflow.Mode' if given_mode is not None else repr(start)}"
+                             f"(start={'a planarflow.Mode' if self.mode is not None else repr(start)}"
                              f"{' on one of the paper’s targets' if start == 'auto' else ''}); pass "
                              f"start='mode' to search from x0, or leave x0 out")
-    if population is not None:
-        population = as_int(population, "population", maximum=MAX_ENTRIES)
-        if checkpoint is not None or resume is not None:
+
+    def check_start(self, params, rng, resume):
+        """The arguments that say where the run begins, against each other and against sizes."""
+        if self.population is not None and (self.checkpoint is not None or resume is not None):
             raise ValueError("population: cannot be combined with checkpoint or resume")
-    P = population or 1
-    sizes = {"K": K + 1, "population": P, "batch_size": batch_size, "dim": dim + 2}    # the engine's buffers
-    check_size(max(sizes, key=sizes.get), *sizes.values(), 2)                        # blame the largest
-    if params is None and resume is None and kind != "standard" and 3 * P * dim * dim > MAX_ENTRIES:
-        raise ValueError(f"dim: a flow with a learnable base in d = {dim} holds a ({dim}, {dim}) matrix, "
-                         f"{3 * P * dim * dim:.3g} numbers with Adam's moments, more than the {MAX_ENTRIES:.0e} "
-                         f"allowed; start='standard' trains a flow without one")
-    if kind == "mode" and params is None and resume is None:
-        check_search_size(dim, has_gradient(target))
-    if not has_gradient(target) and (2 * dim + 1) * dim > MAX_ENTRIES:
-        raise ValueError(f"target: it has no gradient, and differences of its energy in d = {dim} shift each "
-                         f"point {2 * dim + 1} times, {(2 * dim + 1) * dim:.3g} numbers a point, more than the "
-                         f"{MAX_ENTRIES:.0e} allowed; give the target a gradient")
-    if resume is not None and (params is not None or rng is not None):
-        raise ValueError(f"{'params' if params is not None else 'rng'}: a resumed run continues the "
-                         f"checkpoint's parameters and generator; pass neither params nor rng with resume")
-    if params is not None and (start != "auto" or x0 is not None):
-        raise ValueError(f"{'start' if start != 'auto' else 'x0'}: a run that starts from params starts there; "
-                         f"leave start and x0 at their defaults")
-    if checkpoint is not None:
-        checkpoint = check_output_path(checkpoint, "checkpoint")
-    label = label or f"{getattr(target, 'name', 'target')} K={K}"
-    settings = {"K": K, "dim": dim, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
-                "anneal_steps": anneal_steps, "steps": steps, "engine": engine, "gradient": gradient,
-                "target": target_identity(target), "start": "Mode" if given_mode is not None else start,
-                "x0": None if x0 is None else x0.tolist()}
+        if resume is not None and (params is not None or rng is not None):
+            raise ValueError(f"{'params' if params is not None else 'rng'}: a resumed run continues the "
+                             f"checkpoint's parameters and generator; pass neither params nor rng with resume")
+        if params is not None and self.start_given:
+            raise ValueError("start: a run that starts from params starts there; leave start at its default")
+        if params is not None and self.x0 is not None:
+            raise ValueError("x0: a run that starts from params starts there; leave x0 out")
+        fresh = params is None and resume is None
+        d = self.dim
+        if fresh and self.kind != "standard" and 3 * self.P * d * d > MAX_ENTRIES:
+            raise ValueError(f"dim: a flow with a learnable base in d = {d} holds a ({d}, {d}) matrix, "
+                             f"{3 * self.P * d * d:.3g} numbers with Adam's moments, more than the "
+                             f"{MAX_ENTRIES:.0e} allowed; start='standard' trains a flow without one")
+        if fresh and self.kind == "mode":
+            check_search_size(d, self.has_grad)
 
-    report = Progress(enabled=progress)
-    adam = reference.Adam(lr)
-    history = {"loss": [], "beta": [], "lr": []}
-    frame = None
-    if resume is not None:
-        params, rng, begin, frame_arrays = _resume(resume, settings, adam, history, given_mode)
-        if frame_arrays is not None:
-            frame = Frame(checked, *frame_arrays)
-    else:
-        rng = make_rng(rng)
-        begin = 0
+
+class Run:
+    """One training run: its state as attributes and one method per concern (CS231n's Solver).
+
+    State: the settings ``s``; the target, checked (``checked``), and the frame it is trained in
+    (``frame``: the Laplace frame x = x* + R·y, or None); the parameters — ``params`` as fit returns
+    them, and ``members``, the same arrays with a leading axis of P flows (views of ``params`` when
+    P = 1, so that Adam's in-place steps reach both); ``adam`` with its moments; the generator;
+    ``history``; the best-parameters ``keeper``; ``last``, the last valid parameters; ``t``, the
+    step being taken. Methods, in the order a run meets them: ``start`` or ``resume``, ``train``
+    (reference.fit's loop, with ``loss_and_gradient`` and ``after_step`` as its hooks),
+    ``write_checkpoint``, ``diverged``, ``finish``.
+    """
+
+    def __init__(self, target, settings):
+        self.s = settings
+        self.checked = CheckedTarget(target, settings.dim, finite=False)
+        self.report = Progress(enabled=settings.progress)
+        self.adam = reference.Adam(settings.lr)
+        self.history = {"loss": [], "beta": [], "lr": []}
+        self.frame, self.t = None, 0
+
+    # --- where the run begins --------------------------------------------------------------------
+
+    def start(self, params, rng):
+        """A new run: from ``params`` (a flow with a base is trained in its own base's frame), or
+        from init_params — at N(0, I), or with a learnable base at the Laplace frame of a mode."""
+        s = self.s
+        self.rng = make_rng(rng)
         if params is not None:
-            params = _check_start(params, K, dim, population)
-            if population is None and "mu" in params:        # train in the units of its own base
-                frame = Frame(checked, params["mu"], reference.base_matrix(params["log_sigma"], params["lower"]))
-                params = dict(params, mu=np.zeros(dim), log_sigma=np.zeros(dim), lower=np.zeros((dim, dim)))
+            params = _check_start(params, s.K, s.dim, s.population)
+            if s.population is None and "mu" in params:                # train in the units of its own base
+                base = reference.base_matrix(params["log_sigma"], params["lower"])
+                self.frame = Frame(self.checked, params["mu"], base)
+                params = dict(params, mu=np.zeros(s.dim), log_sigma=np.zeros(s.dim), lower=np.zeros((s.dim, s.dim)))
         else:
-            if kind == "given":
-                frame = Frame(checked, *given_mode)
-            elif kind == "mode":
-                frame = _laplace_frame(checked, x0, report, label)
-            members = [reference.init_params(K, dim, rng, base=kind != "standard") for _ in range(P)]
-            params = members[0] if population is None else {k: np.stack([m[k] for m in members])
-                                                             for k in param_keys(members[0])}
-    checked.training = True                  # from now on every energy is followed by its gradient
-    keys = param_keys(params)
-    # the loop works on a population; a single flow is a population of one, whose arrays are
-    # views of params (so Adam's in-place updates reach params)
-    members = params if population else {k: params[k][None] for k in keys}
-    if not population:
-        adam.m = {k: m[None] for k, m in adam.m.items()}
-        adam.v = {k: v[None] for k, v in adam.v.items()}
-    engine_target = checked if frame is None else frame
-    log_det = 0.0 if frame is None else frame.log_det          # loss in x = loss in the frame − log det R
-    keeper = BestKeeper(members, steps, begin)
-    last = {k: np.empty_like(v) for k, v in members.items()}    # the last valid parameters
-    step_fn = _reference_step if engine == "reference" else _fused_step(fused.Workspace())
+            if s.kind == "given":
+                self.frame = Frame(self.checked, *s.mode)
+            elif s.kind == "mode":
+                self.frame = self.laplace_frame()
+            members = [reference.init_params(s.K, s.dim, self.rng, base=s.kind != "standard") for _ in range(s.P)]
+            params = members[0] if s.population is None else {k: np.stack([m[k] for m in members])
+                                                              for k in param_keys(members[0])}
+        self.prepare(params)
 
-    def unframe(p):
-        return p if frame is None else frame.fold(p)
+    def laplace_frame(self):
+        """The Laplace frame of the target's mode; on failure, a FitWarning and None (N(0, I))."""
+        try:
+            mode = find_mode(self.checked, self.s.x0)
+        except ModeNotFound as exc:
+            warnings.warn(f"start: no isolated mode found ({exc}); the flow starts at N(0, I) with a "
+                          f"learnable base instead. If the target's mass is far from the origin or far "
+                          f"from unit scale, pass x0 near it or start=planarflow.find_mode(target, x0).",
+                          FitWarning, stacklevel=4)
+            return None
+        self.report.update(f"{self.s.label}: start at the mode found in {mode.iterations} Newton steps, "
+                           f"U = {mode.energy:.6g}", force=True)
+        return Frame(self.checked, mode.x, mode.scale)
 
-    def diverged(t, what):
-        best = keeper.best_or(last)
-        if population is None:
-            best, last_valid = {k: v[0] for k, v in best.items()}, {k: v[0].copy() for k, v in last.items()}
+    def resume(self, path):
+        """Continue a checkpointed run: its parameters, Adam, history, generator and frame."""
+        params, self.rng, self.t, frame = _resume(path, self.s, self.adam, self.history)
+        if frame is not None:
+            self.frame = Frame(self.checked, *frame)
+        self.prepare(params)
+
+    def prepare(self, params):
+        """The arrays the loop works on: a population of P members (one, for a single flow)."""
+        s = self.s
+        self.params, self.keys = params, param_keys(params)
+        self.members = params if s.population else {k: params[k][None] for k in self.keys}
+        if not s.population:
+            self.adam.m = {k: m[None] for k, m in self.adam.m.items()}
+            self.adam.v = {k: v[None] for k, v in self.adam.v.items()}
+        self.keeper = BestKeeper(self.members, s.steps, self.t)
+        self.last = {k: np.empty_like(v) for k, v in self.members.items()}
+        self.log_det = 0.0 if self.frame is None else self.frame.log_det   # loss in x = loss in the frame − log det R
+        self.step_fn = _reference_step if s.engine == "reference" else _fused_step(fused.Workspace())
+        self.checked.training = True             # from now on every energy is followed by its gradient
+
+    # --- the loop: reference.fit, with this run's hooks ----------------------------------------------
+
+    def train(self):
+        s = self.s
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            reference.fit(self.checked if self.frame is None else self.frame, s.K, s.steps, s.batch_size,
+                          lr=s.lr, anneal_steps=s.anneal_steps, rng=self.rng, lr_final=s.lr_final, dim=s.dim,
+                          callback=self.after_step, gradient=s.gradient, params=self.members,
+                          objective=self.loss_and_gradient, adam=self.adam, start=self.t,
+                          shape=(s.P, s.batch_size, s.dim))
+        self.report.close()
+
+    def loss_and_gradient(self, p, z0, target, beta, gradient):
+        """The engine's loss and gradient, checked before Adam may use them."""
+        self.checked.nonfinite = None            # (what the mode search met is not this step's)
+        losses, grads = self.step_fn(p, z0, target, beta, gradient)
+        # One check of everything: a NaN or ±inf anywhere makes the sum non-finite.
+        if not math.isfinite(float(losses.sum() + sum(g.sum() for g in grads.values()))):
+            self.diverged(self.not_finite())
+        for k in self.keys:
+            np.copyto(self.last[k], p[k])
+        return losses, grads
+
+    def not_finite(self):
+        """What made the loss or gradient not finite — the target (ValueError at the first batch:
+        the target, not the training, is at fault), the flow, or the arithmetic."""
+        bad = self.checked.nonfinite
+        if bad is not None and not np.all(np.isfinite(bad[3])):     # the flow's own points: not the target
+            return "the flow's parameters stopped being finite (the points it reached are not)"
+        if bad is None:
+            return "the loss or its gradient is not finite"
+        what = (f"target.{bad[0]} returned NaN or infinite values at {bad[1]} of {bad[2]} points "
+                f"the flow reached, e.g. at {np.array2string(bad[3], precision=4, max_line_width=200)}")
+        if self.t == 0:
+            raise ValueError(what + " in its first batch: the energy must be finite wherever the flow can "
+                             "reach (if the density is zero outside a region, transform to unconstrained "
+                             "coordinates)")
+        return what
+
+    def after_step(self, t, losses, beta):
+        """The step is taken: check the domain, record it, keep the best, write, report."""
+        s = self.s
+        at_end = t + 1 == s.steps or (s.checkpoint is not None and (t + 1) % s.checkpoint_every == 0)
+        outside = param_domain_violation(self.members, full=at_end)
+        if outside is not None:
+            for k in self.keys:
+                np.copyto(self.members[k], self.last[k])
+            self.diverged(f"the step left the parameters' domain: {outside}")
+        self.t = t + 1
+        losses = losses - self.log_det
+        self.keeper.update(t, losses, beta, self.members)
+        loss = losses if s.population else float(losses[0])
+        self.history["loss"].append(loss)
+        self.history["beta"].append(beta)
+        self.history["lr"].append(self.adam.lr)
+        if s.checkpoint is not None and (self.t % s.checkpoint_every == 0 or self.t == s.steps):
+            self.write_checkpoint()
+        if s.callback is not None:
+            s.callback(t, loss, beta)
+        if self.report.due():
+            self.report.update(f"{s.label}: step {self.t}/{s.steps}  loss {np.min(loss):+.4f}  β {beta:.2f}  "
+                               f"({self.report.elapsed():.0f} s)")
+
+    def write_checkpoint(self):
+        save_checkpoint(self.s.checkpoint, self.params, {k: m[0] for k, m in self.adam.m.items()},
+                        {k: v[0] for k, v in self.adam.v.items()}, self.adam.t, self.history, self.rng,
+                        dict(self.s.record, step=self.t),
+                        None if self.frame is None else (self.frame.center, self.frame.R))
+
+    def unframe(self, params):
+        """Parameters trained in the frame, expressed in the target's own coordinates."""
+        return params if self.frame is None else self.frame.fold(params)
+
+    def diverged(self, what):
+        """Stop with TrainingDiverged, carrying the best and the last valid parameters."""
+        s, keeper = self.s, self.keeper
+        best = keeper.best_or(self.last)
+        if s.population is None:
+            best = {k: v[0] for k, v in best.items()}
+            last_valid = {k: v[0].copy() for k, v in self.last.items()}
         else:
-            last_valid = {k: v.copy() for k, v in last.items()}
+            last_valid = {k: v.copy() for k, v in self.last.items()}
         which = ("the best parameters seen (by the smoothed loss at β = 1) are in its .params, the last "
                  "valid ones in .last_params" if keeper.any_best() else
                  "the last valid parameters are in its .params")
         raise TrainingDiverged(
-            f"training diverged at step {t}: {what}. {which.capitalize()}, the history so far in "
-            f".history. Try a smaller learning rate (lr = {lr:g} now) or longer annealing "
-            f"(anneal_steps = {anneal_steps} now).",
-            step=t, history=_history_arrays(history), params=unframe(best), last_params=unframe(last_valid))
+            f"training diverged at step {self.t}: {what}. {which.capitalize()}, the history so far in "
+            f".history. Try a smaller learning rate (lr = {s.lr:g} now) or longer annealing "
+            f"(anneal_steps = {s.anneal_steps} now).",
+            step=self.t, history=_history_arrays(self.history), params=self.unframe(best),
+            last_params=self.unframe(last_valid))
 
-    step_count = [begin]                                       # the step being taken
+    # --- the end ---------------------------------------------------------------------------------
 
-    def objective(p, z0, tgt, beta, kind):
-        """The engine's loss and gradient, checked before Adam may use them."""
-        checked.nonfinite = None                 # (what the mode search met is not this step's)
-        losses, grads = step_fn(p, z0, tgt, beta, kind)
-        t = step_count[0]
-        # One check of everything: a NaN or ±inf anywhere makes the sum non-finite.
-        if not math.isfinite(float(losses.sum() + sum(g.sum() for g in grads.values()))):
-            bad, what = checked.nonfinite, "the loss or its gradient is not finite"
-            if bad is not None and not np.all(np.isfinite(bad[3])):     # the flow's own points: not the target
-                what = "the flow's parameters stopped being finite (the points it reached are not)"
-            elif bad is not None:
-                what = (f"target.{bad[0]} returned NaN or infinite values at {bad[1]} of {bad[2]} points "
-                        f"the flow reached, e.g. at {np.array2string(bad[3], precision=4, max_line_width=200)}")
-                if t == 0:                   # the very first batch: the target, not the training
-                    raise ValueError(what + " in its first batch: the energy must be finite wherever the "
-                                     "flow can reach (if the density is zero outside a region, transform to "
-                                     "unconstrained coordinates)")
-            diverged(t, what)
-        for k in keys:
-            np.copyto(last[k], p[k])
-        return losses, grads
-
-    def after_step(t, losses, beta):
-        at_end = t + 1 == steps or (checkpoint is not None and (t + 1) % checkpoint_every == 0)
-        outside = param_domain_violation(members, full=at_end)
-        if outside is not None:
-            for k in keys:
-                np.copyto(members[k], last[k])
-            diverged(t, f"the step left the parameters' domain: {outside}")
-        step_count[0] = t + 1
-        losses = losses - log_det
-        keeper.update(t, losses, beta, members)
-        loss = losses if population else float(losses[0])
-        history["loss"].append(loss)
-        history["beta"].append(beta)
-        history["lr"].append(adam.lr)
-        if checkpoint is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
-            save_checkpoint(checkpoint, params, {k: m[0] for k, m in adam.m.items()},
-                            {k: v[0] for k, v in adam.v.items()}, adam.t, history, rng,
-                            dict(settings, step=t + 1), None if frame is None else (frame.center, frame.R))
-        if callback is not None:
-            callback(t, loss, beta)
-        if report.due():
-            report.update(f"{label}: step {t + 1}/{steps}  loss {np.min(loss):+.4f}  β {beta:.2f}  "
-                          f"({report.elapsed():.0f} s)")
-
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        reference.fit(engine_target, K, steps, batch_size, lr=lr, anneal_steps=anneal_steps, rng=rng,
-                      lr_final=lr_final, dim=dim, callback=after_step, gradient=gradient, params=members,
-                      objective=objective, adam=adam, start=begin, shape=(P, batch_size, dim))
-    report.close()
-    if keep_best:
-        returned = keeper.finish(members, steps)
-    else:
-        returned, keeper.returned_step = None, np.full(P, steps)
-    if returned is not None:
-        warnings.warn(returned, FitWarning, stacklevel=2)
-    out = _history_arrays(history)
-    out["returned_step"] = keeper.returned_step if population else int(keeper.returned_step[0])
-    return unframe(params), out
+    def finish(self):
+        """(params, history): the best parameters if the run ended worse than its best (a
+        FitWarning says so), in the target's own coordinates; the history as arrays."""
+        s, keeper = self.s, self.keeper
+        if s.keep_best:
+            returned = keeper.finish(self.members, s.steps)
+        else:
+            returned, keeper.returned_step = None, np.full(s.P, s.steps)
+        if returned is not None:
+            warnings.warn(returned, FitWarning, stacklevel=3)
+        out = _history_arrays(self.history)
+        out["returned_step"] = keeper.returned_step if s.population else int(keeper.returned_step[0])
+        return self.unframe(self.params), out
 
 
 def _history_arrays(history):
     return {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
-
-
-def _laplace_frame(checked, x0, report, label):
-    """The Laplace frame of the target's mode; on failure, a FitWarning and None (N(0, I))."""
-    try:
-        mode = find_mode(checked, x0)
-    except ModeNotFound as exc:
-        warnings.warn(f"start: no isolated mode found ({exc}); the flow starts at N(0, I) with a "
-                      f"learnable base instead. If the target's mass is far from the origin or far "
-                      f"from unit scale, pass x0 near it or start=planarflow.find_mode(target, x0).",
-                      FitWarning, stacklevel=3)
-        return None
-    report.update(f"{label}: start at the mode found in {mode.iterations} Newton steps, U = {mode.energy:.6g}",
-                  force=True)
-    return Frame(checked, mode.x, mode.scale)
 
 
 class BestKeeper:
@@ -471,31 +555,31 @@ def _check_one(params, K, dim, name):
     return {k: params[k].copy() for k in param_keys(params)}
 
 
-def _resume(path, settings, adam, history, given_mode=None):
+def _resume(path, s, adam, history):
     """Restore parameters, Adam, history and the generator from a checkpoint; returns
     (params, rng, the start step, the frame (x*, R) or None)."""
     params, m, v, saved_history, meta, frame = load_checkpoint(path)
     for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps", "engine", "gradient", "target"):
-        if meta.get(key, "full" if key == "gradient" else None) != settings[key]:
+        if meta.get(key, "full" if key == "gradient" else None) != s.record[key]:
             raise ValueError(
                 f"resume: the checkpoint {path!r} was written by a run with {key} = {meta.get(key)!r}, "
-                f"this call has {key} = {settings[key]!r}; resume with the same settings")
+                f"this call has {key} = {s.record[key]!r}; resume with the same settings")
     for key in ("start", "x0"):              # given again (not left at the default): the same as before
-        if settings[key] != (None if key == "x0" else "auto") and meta.get(key, "?") != settings[key]:
+        if s.record[key] != (None if key == "x0" else "auto") and meta.get(key, "?") != s.record[key]:
             raise ValueError(
                 f"{key}: the checkpoint {path!r} was written by a run with {key} = {meta.get(key, 'unrecorded')!r}, "
-                f"this call has {key} = {settings[key]!r}; resume with the same {key}, or leave it out "
+                f"this call has {key} = {s.record[key]!r}; resume with the same {key}, or leave it out "
                 f"(a resumed run starts where the checkpoint is)")
-    if given_mode is not None and (frame is None or not (np.array_equal(frame[0], given_mode[0])
-                                                        and np.array_equal(frame[1], given_mode[1]))):
+    if s.mode is not None and (frame is None or not (np.array_equal(frame[0], s.mode[0])
+                                                     and np.array_equal(frame[1], s.mode[1]))):
         raise ValueError(f"start: this Mode is not the frame the checkpoint {path!r} was trained in; resume "
                          f"with the same Mode, or leave start out")
     K, d = params["u"].shape
-    if (K, d) != (settings["K"], settings["dim"]):
+    if (K, d) != (s.K, s.dim):
         raise ValueError(f"resume: the checkpoint {path!r} holds arrays of K = {K} layers in d = {d} "
                          f"dimensions, but its metadata says K = {meta.get('K')!r}, dim = {meta.get('dim')!r}")
     start = meta.get("step")
-    if not isinstance(start, int) or not 0 <= start <= settings["steps"] or start != len(saved_history["loss"]):
+    if not isinstance(start, int) or not 0 <= start <= s.steps or start != len(saved_history["loss"]):
         raise ValueError(f"resume: the checkpoint {path!r} records an inconsistent step count")
     state = meta.get("rng_state")
     if not isinstance(state, dict) or state.get("bit_generator") not in BIT_GENERATORS:
