@@ -81,7 +81,8 @@ def outputs(out):
             "gif": stem + "_layers.gif"}
 
 
-def parse_args(argv=None):
+def build_parser():
+    """Every flag, with its type check and help; the recipe for each K in the epilog."""
     summary = "\n  ".join(recipe_summary(range(1, MAX_K + 1)))
     reference = "\n  ".join(recipe_summary(range(1, MAX_K + 1), name="reference"))
     p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -123,6 +124,12 @@ def parse_args(argv=None):
                         "rounding, about three times slower (python -m planarflow benchmark measures it)")
     p.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=2, help="processes (default: 2)")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    return p
+
+
+def parse_args(argv=None):
+    """The flags, checked against each other and every output path before any work."""
+    p = build_parser()
     args = p.parse_args(argv)
     for flag, values in (("--targets", args.targets), ("--K", args.K)):
         twice = sorted({v for v in values if values.count(v) > 1})

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 from . import peer_jax
 from ..library.progress import say
 
@@ -41,8 +43,6 @@ def step_times(K, batch_size, steps=300, warmup=30, population=None, engine="fus
                gradient="full"):
     """Per-step wall times (seconds) of fit (on U4 unless a target is given; the flow at N(0, I),
     no learnable base), after a warm-up."""
-    import numpy as np
-
     from ..library.api import get_target
     from ..library.training import fit
 
@@ -63,8 +63,6 @@ def cost_formula(coef):
 def machine_noise(repeats=2000):
     """Wall times (seconds) of one fixed call, np.exp on 1024 numbers, repeated: a virtual
     machine's speed drifts (its host is shared), and this shows by how much while we measure."""
-    import numpy as np
-
     x = np.linspace(-3.0, 3.0, 1024)
     out = np.empty_like(x)
     times = np.empty(repeats)
@@ -119,8 +117,6 @@ def demo_run(root, *flags):
 def gradient_variance(names=("U2", "U3"), batches=200):
     """For each target: a K = 32 flow fitted with the demo's recipe, then both estimators on 200
     fresh batches of 1024 at those parameters; (name, full/path, total variance of each)."""
-    import numpy as np
-
     from .. import fused
     from ..library.api import get_target
     from .recipes import recipe
@@ -201,8 +197,6 @@ def posterior_table():
     hand gradient and with the energy alone: seconds, errors against the truth, k̂. Prints rows."""
     import warnings
 
-    import numpy as np
-
     from ..library.api import posterior, sample
     from .posteriors import eight_schools, judge, regression
     from ..library.training import fit
@@ -260,16 +254,30 @@ def main(argv=None):
         posterior_table()
         return
     if args.placement:
-        say("The learnable base after the planar layers (planarflow) or before them (the paper's")
-        say("q₀ = N(μ, AAᵀ)): fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(…, 20 000)")
-        say("  base    posterior       seed   final loss     k̂   mean error (sd)   sd error")
-        for where, name, seed, loss, k_hat, dm, ds in base_placement():
-            say(f"  {where:6}  {name:14}  {seed:4d}   {loss:10.4f}  {k_hat:5.2f}   {dm:15.3f}   {ds:8.3f}")
+        print_placement()
         return
     _single_threaded_blas(sys.argv[1:] if argv is None else argv)
+    rounds = 3
+    print_step_grid(args.steps, rounds)
+    print_populations(args.steps, rounds)
+    print_engines(args.steps)
+    print_path_gradient(args.steps)
+    print_peer(args.steps)
+    if not args.no_demo:
+        print_demo()
 
-    import numpy as np
 
+def print_placement():
+    say("The learnable base after the planar layers (planarflow) or before them (the paper's")
+    say("q₀ = N(μ, AAᵀ)): fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(…, 20 000)")
+    say("  base    posterior       seed   final loss     k̂   mean error (sd)   sd error")
+    for where, name, seed, loss, k_hat, dm, ds in base_placement():
+        say(f"  {where:6}  {name:14}  {seed:4d}   {loss:10.4f}  {k_hat:5.2f}   {dm:15.3f}   {ds:8.3f}")
+
+
+
+def print_step_grid(steps, rounds):
+    """The step's time for K × batch size on the fused engine, and the cost formula fitted to it."""
     Ks, batches = (2, 8, 32), (256, 1024, 4096)
     say("One training step (noise + loss + gradient + Adam) on the fused engine, float64,")
     say("1 BLAS thread, target U4")
@@ -278,11 +286,10 @@ def main(argv=None):
     # In interleaved rounds, every cell once a round: a slow spell of the (shared, virtual) host
     # then touches all cells alike, not the few measured during it. A cell's median is the median
     # of its rounds' medians; its 10th percentile is over all its steps.
-    rounds = 3
     times = {(K, n): [] for K in Ks for n in batches}
     for _ in range(rounds):
         for K, n in times:
-            times[K, n].append(step_times(K, n, steps=max(20, args.steps // rounds)) * 1e3)
+            times[K, n].append(step_times(K, n, steps=max(20, steps // rounds)) * 1e3)
     med = np.array([[np.median([np.median(t) for t in times[K, n]]) for n in batches] for K in Ks])
     for i, K in enumerate(Ks):
         cells = [f"{med[i, j]:9.3f} ({np.percentile(np.concatenate(times[K, n]), 10):6.3f})"
@@ -298,49 +305,61 @@ def main(argv=None):
     say(f"  per layer at batch 1024: {coef[1] + 1.024 * coef[3]:.4f} ms;"
           f"  per 1000 samples at K = 32: {coef[2] + 32 * coef[3]:.3f} ms")
     say(f"  K = 32, batch 1024: {med[2, 1]:.3f} ms per step")
-    t = step_times(32, 1024, steps=3 * args.steps) * 1e3
-    say(f"  again, {3 * args.steps} steps: median {np.median(t):.3f}, 10th percentile "
+    t = step_times(32, 1024, steps=3 * steps) * 1e3
+    say(f"  again, {3 * steps} steps: median {np.median(t):.3f}, 10th percentile "
           f"{np.percentile(t, 10):.3f}, fastest {t.min():.3f} ms")
     e = machine_noise() * 1e6
     say(f"  this machine's own noise: one fixed NumPy call (exp of 1024 numbers) took median "
           f"{np.median(e):.2f} µs, 10th percentile {np.percentile(e, 10):.2f}, 90th {np.percentile(e, 90):.2f}")
 
+
+def print_populations(steps, rounds):
+    """A population's step against as many single flows' steps."""
     say("\nA population (fit(..., population=P): P flows in one fused step, as the demo's recipe")
     say("trains K ≤ 16), P × 256 samples, against P separate steps of one flow at batch 256:")
     for K, P in ((2, 32), (2, 8), (8, 16)):            # each against a single flow measured beside it
-        pop, one = np.array([[np.median(step_times(K, 256, steps=max(20, args.steps // 6), population=p))
+        pop, one = np.array([[np.median(step_times(K, 256, steps=max(20, steps // 6), population=p))
                               for p in (P, None)] for _ in range(rounds)]).T * 1e3
         say(f"  K = {K}, P = {P}: {np.median(pop):.3f} ms per step = {np.median(pop / one):.1f} single steps "
               f"for {P} flows")
 
+
+def print_engines(steps):
+    """The two engines' steps against the dimension d."""
     from ..library.api import Gaussian
 
     say("\nThe two engines, K = 32, batch 1024, ms per step (median): the reference (reference.py,")
     say("fit's default) and the fused engine, against the dimension d (a standard Gaussian target):")
     say("      d   reference       fused   reference / fused")
     for d in (2, 8, 32, 100, 200):
-        n = max(20, args.steps // (1 if d <= 8 else 10))
+        n = max(20, steps // (1 if d <= 8 else 10))
         target = Gaussian(np.zeros(d), np.ones(d))
         t_ref = np.median(step_times(32, 1024, steps=n, warmup=5, engine="reference", target=target)) * 1e3
         t_fused = np.median(step_times(32, 1024, steps=n, warmup=5, target=target)) * 1e3
         say(f"  {d:5d}   {t_ref:9.3f}   {t_fused:9.3f}   {t_ref / t_fused:17.1f}")
 
+
+def print_path_gradient(steps):
+    """The path-derivative gradient's cost and its variance near the optimum."""
     say("\nThe path-derivative gradient (reference.py §8) on the fused engine, K = 32, batch 1024, U4:")
-    t_full = step_times(32, 1024, steps=args.steps) * 1e3
-    t_path = step_times(32, 1024, steps=args.steps, gradient="path") * 1e3
+    t_full = step_times(32, 1024, steps=steps) * 1e3
+    t_path = step_times(32, 1024, steps=steps, gradient="path") * 1e3
     say(f"  ms per step (median): full {np.median(t_full):.3f}, path {np.median(t_path):.3f} "
         f"({np.median(t_path) / np.median(t_full):.2f}× the full gradient's)")
     for name, ratio, full, path in gradient_variance():
         say(f"  {name}, at a flow fitted by the demo's K = 32 recipe: the gradient's variance over 200 "
             f"batches, summed over the parameters, {full:.3g} full, {path:.3g} path ({ratio:.0f}× lower)")
 
+
+def print_peer(steps):
+    """A jitted JAX step of the same flow, in interleaved rounds (when JAX is installed)."""
     say("\nAgainst a peer: a jitted JAX step of the same flow (float64, one thread, U4, Adam;")
     say("planarflow/lab/peer_jax.py), K = 32, batch 1024:")
     if peer_jax.available():
         say(f"  (the same loss: JAX's and reference.reverse_kl's differ by {peer_jax.agreement():.1e} at random parameters)")
         # Interleaved rounds of a few dozen steps each: the three measurements of a round lie within
         # a second or two, so the host's slow drifts in speed cancel in the round's ratios.
-        peer_times, rounds, n = peer_jax.make_timer(32, 1024), 15, max(20, args.steps // 5)
+        peer_times, rounds, n = peer_jax.make_timer(32, 1024), 15, max(20, steps // 5)
         ms = np.array([[np.median(f()) * 1e3 for f in (
             lambda: peer_times(n),
             lambda: step_times(32, 1024, steps=n, warmup=10),
@@ -355,18 +374,17 @@ def main(argv=None):
     else:
         say("  (JAX is not installed here: pip install -e .[compare] adds it, for this comparison only)")
 
-    if not args.no_demo:
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        if not os.path.exists(os.path.join(root, "demo.py")):
-            say("\n(demo.py not found beside the package: end-to-end runs skipped)")
-            return
-        seconds, peak_mb = demo_run(root)
-        say(f"\n`python demo.py` (no flags, {os.cpu_count()} cores): {seconds:.1f} s wall, "
-              f"peak memory {peak_mb:.0f} MB (all its processes together)")
-        ref_seconds, ref_mb = demo_run(root, "--engine", "reference")
-        say(f"`python demo.py --engine reference`: {ref_seconds:.1f} s wall ({ref_seconds / seconds:.1f}× the "
-              f"fused engine's), peak memory {ref_mb:.0f} MB")
 
+def print_demo():
+    """The demo end to end, with each engine: wall time and peak memory."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.exists(os.path.join(root, "demo.py")):
+        say("\n(demo.py not found beside the package: end-to-end runs skipped)")
+        return
+    seconds, peak_mb = demo_run(root)
+    say(f"\n`python demo.py` (no flags, {os.cpu_count()} cores): {seconds:.1f} s wall, "
+          f"peak memory {peak_mb:.0f} MB (all its processes together)")
+    ref_seconds, ref_mb = demo_run(root, "--engine", "reference")
+    say(f"`python demo.py --engine reference`: {ref_seconds:.1f} s wall ({ref_seconds / seconds:.1f}× the "
+          f"fused engine's), peak memory {ref_mb:.0f} MB")
 
-if __name__ == "__main__":
-    main()

@@ -162,6 +162,3 @@ def main(argv=None):
     say(f"   loss {marks}; the boxed target's floor is −log Z = {floor:.3f}")
     say(f"   98% of the samples have z₁ in [{lo:.1f}, {hi:.1f}]: the flow stretches beyond (−4, 4)")
 
-
-if __name__ == "__main__":
-    main()

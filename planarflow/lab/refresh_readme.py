@@ -141,6 +141,3 @@ def main(argv=None):
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
-
-if __name__ == "__main__":
-    main()

@@ -213,17 +213,21 @@ def find_mode(target, x0=None, max_iter=MAX_ITER):
     else:
         raise ModeNotFound(f"Newton's method did not converge in {max_iter} steps (last point "
                            f"{np.array2string(x, precision=4)}, U = {U:.6g})")
-    # the Hessian again at the mode, its steps scaled by the spreads just found
-    H, n = _hessian(target, x, D, U)
-    evaluations += n
-    D, lam, V = _scaled_eigen(H, D)
+    return _laplace(target, x, U, D, it, evaluations)
+
+
+def _laplace(target, x, U, spread, iterations, evaluations):
+    """The Laplace approximation at the mode x: the Hessian again, its steps scaled by the spreads
+    just found, and from it H⁻¹ and its Cholesky factor (in the Jacobi-scaled frame, for accuracy)."""
+    H, n = _hessian(target, x, spread, U)
+    D, lam, V = _scaled_eigen(H, spread)
     if lam.min() <= FLAT * np.max(np.abs(lam)):
         raise ModeNotFound(f"the Hessian at the mode {np.array2string(x, precision=4)} is not positive "
                            f"definite: no isolated mode")
     cov_scaled = (V / lam) @ V.T                                # (D·H·D)⁻¹
     cov = D[:, None] * cov_scaled * D[None, :]                  # H⁻¹
     scale = D[:, None] * np.linalg.cholesky(0.5 * (cov_scaled + cov_scaled.T))
-    return Mode(x, U, H, cov, scale, it, evaluations)
+    return Mode(x, U, H, cov, scale, iterations, evaluations + n)
 
 
 class Frame:
