@@ -1,4 +1,4 @@
-"""Each exercise of the README, run as python -m planarflow exercises runs it, shows what the README says."""
+"""Each exercise of docs/exercises.md, run as python -m planarflow exercises runs it, shows what the page says."""
 
 import numpy as np
 import pytest
@@ -41,7 +41,7 @@ def test_exercise_2_the_unconstrained_layer_has_a_correct_gradient():
 
 
 def test_exercise_2_without_the_constraint_most_runs_diverge_with_it_none():
-    """README: without the constraint at least 3 of the 10 runs stop with TrainingDiverged and
+    """docs/exercises.md: without the constraint at least 3 of the 10 runs stop with TrainingDiverged and
     those that finish have every wᵀû > −1; with it, none of the 10 diverge."""
     free = ex.train(constrained=False)
     assert sum(what == "diverged" for what, _ in free) >= 3
@@ -51,7 +51,7 @@ def test_exercise_2_without_the_constraint_most_runs_diverge_with_it_none():
 
 
 def test_exercise_3_annealing_keeps_both_lobes():
-    """README: without annealing 1 to 7 of the ten runs lose a lobe (KL ≈ log 2); with
+    """docs/exercises.md: without annealing 1 to 7 of the ten runs lose a lobe (KL ≈ log 2); with
     anneal_steps = 700 at most one does."""
     lost = lambda kls: sum(k > ex.LOBE_LOST for k in kls)
     without = ex.annealing(0)
@@ -61,7 +61,7 @@ def test_exercise_3_annealing_keeps_both_lobes():
 
 
 def test_exercise_4_without_the_wall_the_loss_falls_below_the_floor_and_the_flow_spreads():
-    """README: the loss falls at each mark and ends more than 0.4 nats below the boxed floor;
+    """docs/exercises.md: the loss falls at each mark and ends more than 0.4 nats below the boxed floor;
     98% of the samples span more than (−6, 6) in z₁."""
     losses, floor, (lo, hi) = ex.without_wall()
     assert losses[0] > losses[1] > losses[2]

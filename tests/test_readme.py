@@ -1,18 +1,58 @@
-"""The README's numbers come from the current code, and its commands are the ones CI runs."""
+"""The README's and docs/' numbers come from the current code, their links resolve, the README is
+one a first reader finishes, and its commands are the ones CI runs."""
 
+import glob
 import os
+import re
 
-from planarflow.lab.refresh_readme import ROOT, code_fingerprint
+from planarflow.lab.refresh_readme import BLOCKS, PAGES, ROOT, SOURCES, code_fingerprint
 
 README = os.path.join(ROOT, "README.md")
 
 
-def test_readme_numbers_were_generated_from_the_current_code():
+def test_readme_and_docs_numbers_were_generated_from_the_current_code():
+    for page in PAGES:
+        with open(os.path.join(ROOT, page), encoding="utf-8") as f:
+            text = f.read()
+        assert f"code fingerprint `{code_fingerprint()}`" in text, (
+            f"the code changed since {page}'s numbers were generated: run "
+            f"`python -m planarflow refresh-readme` and commit the result")
+
+
+def test_every_generated_block_is_in_its_page_once():
+    for name, (page, _) in list(BLOCKS.items()) + list(SOURCES.items()):
+        with open(os.path.join(ROOT, page), encoding="utf-8") as f:
+            text = f.read()
+        assert text.count(f"<!-- begin {name} -->") == 1 and text.count(f"<!-- end {name} -->") == 1, (page, name)
+
+
+def test_the_readme_is_one_a_first_reader_finishes():
     with open(README, encoding="utf-8") as f:
         text = f.read()
-    assert f"code fingerprint `{code_fingerprint()}`" in text, (
-        "the code changed since README.md's numbers were generated: run "
-        "`python -m planarflow refresh-readme` and commit the result")
+    assert len(text.splitlines()) <= 300 and len(text) <= 20_000
+
+
+def anchors(path):
+    """GitHub's anchors of a markdown file's headings."""
+    with open(path, encoding="utf-8") as f:
+        heads = re.findall(r"^#+ (.*)$", f.read(), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_link_in_the_readme_and_docs_resolves():
+    pages = [README] + glob.glob(os.path.join(ROOT, "docs", "*.md"))
+    broken = []
+    for page in pages:
+        with open(page, encoding="utf-8") as f:
+            text = re.sub(r"```.*?```", "", f.read(), flags=re.S)
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", link):
+                continue
+            target, _, anchor = link.partition("#")
+            path = os.path.normpath(os.path.join(os.path.dirname(page), target)) if target else page
+            if not os.path.exists(path) or (anchor and path.endswith(".md") and anchor not in anchors(path)):
+                broken.append(f"{os.path.relpath(page, ROOT)}: {link}")
+    assert broken == []
 
 
 def test_ci_runs_the_readme_test_command_verbatim():
@@ -25,7 +65,8 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 
 def readme_block(name):
-    with open(README, encoding="utf-8") as f:
+    """The generated block ``name``, from whichever page holds it."""
+    with open(os.path.join(ROOT, BLOCKS[name][0]), encoding="utf-8") as f:
         text = f.read()
     return text.split(f"<!-- begin {name} -->")[1].split(f"<!-- end {name} -->")[0]
 

@@ -143,7 +143,7 @@ def gradient_variance(names=("U2", "U3"), batches=200):
 
 
 def base_placement(seeds=(0, 1)):
-    """Where the learnable base goes, measured: the README's call on two real posteriors with the
+    """Where the learnable base goes, measured: docs/researchers.md's call on two real posteriors with the
     base after the planar layers (planarflow's) and before them (the paper's q₀ = N(μ, AAᵀ),
     swapped into reference.flow_forward/flow_backward for the run). Returns rows
     (placement, posterior, seed, final loss, k̂, mean error in sds, sd error)."""
@@ -193,7 +193,7 @@ def base_placement(seeds=(0, 1)):
 
 
 def posterior_table():
-    """The README's call and posterior estimate on real posteriors with exact answers, with a
+    """docs/researchers.md's call and posterior estimate on real posteriors with exact answers, with a
     hand gradient and with the energy alone: seconds, errors against the truth, k̂. Prints rows."""
     import warnings
 

@@ -1,4 +1,4 @@
-"""The README's exercises, run end to end: what a student should observe, measured.
+"""The exercises of docs/exercises.md, run end to end: what a student should observe, measured.
 
     python -m planarflow exercises        # about a minute
 
@@ -11,7 +11,7 @@ Exercises 1 and 2 change reference.py's functions the way a student editing the 
 (``edited`` swaps a function of planarflow.reference for the duration of a block), and show
 that planarflow's reverse_kl and fit — which call those functions — change with them.
 Each function returns what it measured; ``main`` prints it, and tests/test_exercises.py checks
-the README's "observe" ranges against the same functions.
+the page's "observe" ranges against the same functions.
 """
 
 import contextlib
@@ -131,8 +131,8 @@ def main(argv=None):
     import argparse
 
     argparse.ArgumentParser(prog="python -m planarflow exercises",
-                            description="Run the README's exercises for a course and print what this machine "
-                                        "observes (about a minute); tests/test_exercises.py checks the README's "
+                            description="Run the exercises for a course (docs/exercises.md) and print what this machine "
+                                        "observes (about a minute); tests/test_exercises.py checks the page's "
                                         "ranges against the same functions.").parse_args(argv)
     say("1. ∂L/∂b of reverse_kl against central differences:")
     say(f"   rel_error = {gradient_check():.1e}")

@@ -61,7 +61,7 @@ def recipe(K, steps=None, batch_size=None, lr=None, name="planarflow", gradient=
     little more than one (the benchmark's population lines) — most of a small flow's step is per
     call, not per sample.
 
-    How these fare, seed by seed, against the PyTorch implementation's recipe: the README's
+    How these fare, seed by seed, against the PyTorch implementation's recipe: docs/kl-vs-k.md's
     tables, printed by python -m planarflow experiment (``--seeds``, ``--gradient full`` to compare).
 
     ``steps`` sets the final run's steps (the populations' scale with it), ``batch_size`` its

@@ -1,13 +1,15 @@
-"""Regenerate every number and picture in README.md from the commands that print them.
+"""Regenerate every number and picture in README.md and docs/ from the commands that print them.
 
     python -m planarflow refresh-readme            # run from the repository's top folder
 
-Each generated block of README.md sits between ``<!-- begin NAME -->`` and ``<!-- end NAME -->``
-and is replaced by the output of the command recorded with it. docs/reference.ipynb, the lesson
-as an executed notebook, is made from planarflow/reference.py (``make_notebook``; jupytext and
-nbclient, from the optional extra ``refresh``). The README also records a
-fingerprint of the code (every .py file of planarflow/, docs/*.py and demo.py); tests/test_readme.py fails when the code
-has changed since the numbers were generated, so they are never stale and never typed by hand.
+Each generated block sits between ``<!-- begin NAME -->`` and ``<!-- end NAME -->`` in the page
+``BLOCKS`` names, and is replaced by the output of the command recorded with it (a page is
+written as soon as its block is made, so an interrupted refresh keeps what it finished).
+docs/reference.ipynb, the lesson as an executed notebook, is made from planarflow/reference.py
+(``make_notebook``; jupytext and nbclient, from the optional extra ``refresh``). Every page with
+generated blocks also records a fingerprint of the code (every .py file of planarflow/, docs/*.py
+and demo.py); tests/test_readme.py fails when the code has changed since the numbers were
+generated, so they are never stale and never typed by hand.
 """
 
 import glob
@@ -19,22 +21,25 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# name -> the command whose output fills the block (run from ROOT)
-COMMANDS = {
-    "demo": ["python", "demo.py", "--out", "docs/figure3.png"],
-    "benchmark": ["python", "-m", "planarflow", "benchmark"],
-    "kl-vs-k": ["python", "-m", "planarflow", "experiment", "--kl-vs-k", "--recipe", "planarflow", "reference",
-                "--seeds", "0", "1", "2", "--out", "docs/kl_vs_k.png"],
-    "exercises": ["python", "-m", "planarflow", "exercises"],
-    "placement": ["python", "-m", "planarflow", "benchmark", "--placement"],
-    "posteriors": ["python", "-m", "planarflow", "benchmark", "--posteriors"],
-    "eight-schools": ["python", "docs/eight_schools.py"],
-    "spread": ["python", "-m", "planarflow", "experiment", "--seeds", "0", "1", "2", "3", "4", "5"],
+# name -> (the page that holds the block, the command whose output fills it, run from ROOT)
+BLOCKS = {
+    "demo": ("README.md", ["python", "demo.py", "--out", "docs/figure3.png"]),
+    "own-density": ("README.md", ["python", "docs/own_density.py"]),
+    "spread": ("docs/recipe.md", ["python", "-m", "planarflow", "experiment", "--seeds", "0", "1", "2", "3", "4", "5"]),
+    "benchmark": ("docs/recipe.md", ["python", "-m", "planarflow", "benchmark"]),
+    "kl-vs-k": ("docs/kl-vs-k.md", ["python", "-m", "planarflow", "experiment", "--kl-vs-k", "--recipe", "planarflow",
+                                    "reference", "--seeds", "0", "1", "2", "--out", "docs/kl_vs_k.png"]),
+    "exercises": ("docs/exercises.md", ["python", "-m", "planarflow", "exercises"]),
+    "placement": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--placement"]),
+    "posteriors": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--posteriors"]),
+    "eight-schools": ("docs/researchers.md", ["python", "docs/eight_schools.py"]),
 }
 
+# name -> (the page, a file whose code, after its docstring, the page shows in the block)
+SOURCES = {"eight-schools-code": ("docs/researchers.md", "docs/eight_schools.py"),
+           "own-density-code": ("README.md", "docs/own_density.py")}
 
-# name -> a file whose code (after its docstring) the README shows in the block
-SOURCES = {"eight-schools-code": "docs/eight_schools.py"}
+PAGES = sorted({page for page, _ in BLOCKS.values()})     # each carries the fingerprint
 
 
 def code_fingerprint(root=ROOT):
@@ -65,8 +70,20 @@ def run(cmd):
 def replace_block(text, name, body):
     pattern = re.compile(rf"(<!-- begin {name} -->\n)(.*?)(<!-- end {name} -->)", re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README.md has no block '{name}'")
+        raise SystemExit(f"no block '{name}' to fill")
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(3), text)
+
+
+def fill(page, name, body):
+    """Put ``body`` in the block ``name`` of ``page`` (relative to ROOT), written atomically."""
+    from ..library.files import atomic_output
+
+    path = os.path.join(ROOT, page)
+    with open(path, encoding="utf-8") as f:
+        text = replace_block(f.read(), name, body)
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
 
 
 NOTEBOOK = "docs/reference.ipynb"
@@ -102,42 +119,34 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(
         prog="python -m planarflow refresh-readme",
-        description="Regenerate README.md's numbers and pictures (run from the repository's top folder; "
-                    "about half an hour): every generated block, the code it shows, the figures in docs/, and "
-                    "the code fingerprint that tests/test_readme.py checks.")
+        description="Regenerate the numbers and pictures of README.md and docs/ (run from the repository's top "
+                    "folder; about forty minutes): every generated block, the code the pages show, the figures "
+                    "in docs/, the lesson's notebook, and the code fingerprint that tests/test_readme.py checks.")
     parser.add_argument("blocks", nargs="*", metavar="BLOCK",
-                        help=f"regenerate only these blocks ({', '.join(COMMANDS)}, or notebook: "
+                        help=f"regenerate only these blocks ({', '.join(BLOCKS)}, or notebook: "
                              f"{NOTEBOOK}); the fingerprint is then left as it is")
     args = parser.parse_args(argv)
-    unknown = [b for b in args.blocks if b not in COMMANDS and b != "notebook"]
+    unknown = [b for b in args.blocks if b not in BLOCKS and b != "notebook"]
     if unknown:
-        parser.error(f"unknown block {unknown[0]!r}; choose from {', '.join(COMMANDS)}")
-    path = os.path.join(ROOT, "README.md")
-    for need in (path, os.path.join(ROOT, "demo.py")):
-        if not os.path.isfile(need):
-            parser.error(f"{need} not found: run this from a checkout of the repository")
-    if not os.access(path, os.W_OK) or not os.access(ROOT, os.W_OK):
-        parser.error(f"{path} (or its folder) is not writable")
+        parser.error(f"unknown block {unknown[0]!r}; choose from {', '.join(BLOCKS)}, notebook")
+    for page in PAGES + ["demo.py"]:
+        path = os.path.join(ROOT, page)
+        if not os.path.isfile(path):
+            parser.error(f"{path} not found: run this from a checkout of the repository")
+        writable = page == "demo.py" or os.access(path, os.W_OK)
+        if not writable or not os.access(os.path.dirname(path), os.W_OK):
+            parser.error(f"{path} (or its folder) is not writable")
     names = args.blocks
-    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    for name, cmd in COMMANDS.items():
-        if names and name not in names:
-            continue
-        out = run(cmd)
-        text = replace_block(text, name, f"```\n$ {' '.join(cmd)}\n{out}\n```")
-    if not names or "notebook" in names:
-        make_notebook()
-    for name, source_path in SOURCES.items():      # code the README shows, copied from its file
+    for name, (page, source_path) in SOURCES.items():      # code the pages show, copied from its file
         with open(os.path.join(ROOT, source_path), encoding="utf-8") as f:
             source = f.read().split('"""\n', 1)[-1].strip("\n")       # without the module docstring
-        text = replace_block(text, name, f"```python\n{source}\n```")
+        fill(page, name, f"```python\n{source}\n```")
+    for name, (page, cmd) in BLOCKS.items():
+        if not names or name in names:
+            fill(page, name, f"```\n$ {' '.join(cmd)}\n{run(cmd)}\n```")
+    if not names or "notebook" in names:
+        make_notebook()
     if not names:                  # a partial refresh leaves the fingerprint (and the test) alone
-        text = replace_block(text, "fingerprint", f"Numbers above were generated from code fingerprint "
-                                                  f"`{code_fingerprint()}` by `python -m planarflow refresh-readme`.")
-    from ..library.files import atomic_output
-    with atomic_output(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
+        for page in PAGES:
+            fill(page, "fingerprint", f"Numbers above were generated from code fingerprint `{code_fingerprint()}` "
+                                      f"by `python -m planarflow refresh-readme`.")
