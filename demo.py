@@ -117,7 +117,7 @@ def build_parser():
                         "4096, 20 000 steps, no annealing — run in planarflow (several minutes)")
     p.add_argument("--gradient", choices=("path", "full"),
                    help="the final runs' gradient (default: the recipe's — path for planarflow's, full for "
-                        "the reference): path drops the score term (reference.py §8), full keeps it")
+                        "the reference): path drops the score term (path_gradient.py), full keeps it")
     p.add_argument("--engine", choices=("fused", "reference"), default="fused",
                    help="fused (default): the fast engine; reference: every step through "
                         "planarflow/reference.py, the code you read and edit — the same numbers to "

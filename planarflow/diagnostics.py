@@ -12,16 +12,22 @@ weights dominate, ESS/n falls towards 1/n and log Ẑ tends to underestimate log
 weights are heavy-tailed, ESS itself is unreliable (a few draws decide it, and another n draws
 give another number); Pareto-smoothed importance sampling's k̂ says when (``psis``).
 
-Samples are drawn with reference.sample (looked up when called, like every reference function
-the lesson files use), CHUNK at a time, and only running sums are kept, so
-the memory used does not grow with n.
+Samples are drawn with reference.sample — base.sample for a flow with a learnable base (both
+looked up when called, like every function the lesson files use) — CHUNK at a time, and only
+running sums are kept, so the memory used does not grow with n.
 """
 
 import numpy as np
 
-from . import reference
+from . import base, reference
 
-CHUNK = 8192             # samples per reference.sample call (its caches: ~80·K bytes a sample)
+CHUNK = 8192             # samples per sample call (its caches: ~80·K bytes a sample)
+
+
+def sample(params, n, rng):
+    """n samples of the flow and their log-density: base.sample with a learnable base, else
+    reference.sample."""
+    return (base if "mu" in params else reference).sample(params, n, rng)
 
 
 def logsumexp(x):
@@ -97,7 +103,7 @@ def kl_divergence(params, target, n, rng, log_z):
     count, mean, m2 = 0, 0.0, 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         for m in _chunks(n):
-            z, log_q = reference.sample(params, m, rng)
+            z, log_q = sample(params, m, rng)
             v = log_q + target.energy(z)
             v_mean = float(np.mean(v))
             if not np.isfinite(v_mean):
@@ -108,7 +114,8 @@ def kl_divergence(params, target, n, rng, log_z):
             m2 += float(np.sum((v - v_mean) ** 2)) + delta * delta * count * m / total
             count = total
     kl, stderr = mean + log_z, np.sqrt(m2 / (n - 1) / n)
-    return (float(kl), float(stderr)) if np.isfinite(kl) and np.isfinite(stderr) else (np.inf, np.inf)
+    finite = np.isfinite(kl) and np.isfinite(stderr)
+    return (float(kl), float(stderr)) if finite else (np.inf, np.inf)
 
 
 def importance_log_z(params, target, n, rng, return_k_hat=False):
@@ -118,15 +125,15 @@ def importance_log_z(params, target, n, rng, return_k_hat=False):
     Each chunk c keeps its largest log weight m_c and a_c = log Σ e^{log wᵢ − m_c},
     b_c = log Σ e^{2(log wᵢ − m_c)}; then log Σw = m + logsumexp(m_c − m + a_c), m = max m_c, and
     ESS/n = e^{−logsumexp(2(m_c − log Σw) + b_c)}/n — no term can overflow or lose its digits,
-    whatever the size of the weights. With return_k_hat, also the PSIS k̂ of the weights: only the largest M + 1 log
-    weights are needed for it (``psis_tail_size``), kept as the chunks go. Returns (log_z,
-    ess_fraction[, k_hat]).
+    whatever the size of the weights. With return_k_hat, also the PSIS k̂ of the weights: only the
+    largest M + 1 log weights are needed for it (``psis_tail_size``), kept as the chunks go.
+    Returns (log_z, ess_fraction[, k_hat]).
     """
     rng = np.random.default_rng(rng)
     ms, a, b, top = [], [], [], np.empty(0)
     M = psis_tail_size(n)
     for m in _chunks(n):
-        z, log_q = reference.sample(params, m, rng)
+        z, log_q = sample(params, m, rng)
         log_w = -target.energy(z) - log_q
         ms.append(float(np.max(log_w)))
         a.append(logsumexp(log_w - ms[-1]))
@@ -217,9 +224,10 @@ def gpd_fit(x=None, log_x=None):
     # θ_j = 1 − e^{τ_j}, τ_j = log(a_j/3) − log x_q: a sign and log|θ_j| = log|expm1(τ_j)|
     tau = np.log((np.sqrt(m / (j - 0.5)) - 1.0) / 3.0) - lx[int(n / 4 + 0.5) - 1]
     sign = np.where(tau > 0, -1.0, 1.0)
-    log_abs = np.where(tau > 0, tau + np.log(-np.expm1(-np.abs(tau))), np.log(-np.expm1(np.minimum(tau, -1e-300))))
+    log_abs = np.where(tau > 0, tau + np.log(-np.expm1(-np.abs(tau))),
+                       np.log(-np.expm1(np.minimum(tau, -1e-300))))
     xi = _signed_log(sign, log_abs, lx)                                   # ξ(θ_j)   (m,)
-    profile = n * (log_abs - np.log(np.abs(xi)) - xi - 1.0)              # ℓ(θ_j) = n(log(−θ/ξ) − ξ − 1)
+    profile = n * (log_abs - np.log(np.abs(xi)) - xi - 1.0)     # ℓ(θ_j) = n(log(−θ/ξ) − ξ − 1)
     weights = np.exp(profile - profile.max())
     weights /= weights.sum()
     big = log_abs.max()                                        # θ̂ = Σ w_j·θ_j, scaled by e^{big}
@@ -268,7 +276,7 @@ def psis(log_weights):
     smoothed = log_weights - shift
     if np.isfinite(k_hat):
         p = (np.arange(1, M + 1) - 0.5) / M
-        # log F⁻¹(p) = log σ + log((e^{c} − 1)/ξ), c = −ξ·log(1 − p); −σ·log(1 − p) in the limit ξ → 0
+        # log F⁻¹(p) = log σ + log((e^{c} − 1)/ξ), c = −ξ·log(1 − p); −σ·log(1 − p) as ξ → 0
         c = -k_hat * np.log1p(-p)
         if abs(k_hat) < 1e-12:
             log_q = np.log(-np.log1p(-p))
@@ -276,5 +284,6 @@ def psis(log_weights):
             log_q = c + np.log(-np.expm1(-c)) - np.log(k_hat)
         else:
             log_q = np.log(-np.expm1(c)) - np.log(-k_hat)
-        smoothed[order[-M:]] = np.minimum(np.logaddexp(log_sigma + log_q, log_u), 0.0)   # truncated at the raw maximum
+        tail = np.logaddexp(log_sigma + log_q, log_u)
+        smoothed[order[-M:]] = np.minimum(tail, 0.0)        # truncated at the raw maximum
     return smoothed - logsumexp(smoothed), float(k_hat)

@@ -60,7 +60,7 @@ the layer loop uses np.dot on the member's 2-D views (a little cheaper per call)
 
 import numpy as np
 
-from . import reference
+from . import base, reference
 
 
 BLOCK = 12         # layers per block: the chain reads at most BLOCK rows a layer (measured, see above)
@@ -231,11 +231,11 @@ def fused_backward(dzK, dlogdet, cache):
 
 
 def fused_score(z0, cache):
-    """φ_K = ∇ log q_K(z_K) along the sample path (reference.path_score for each member), in the
-    blocks of the forward pass. reference.py §8's recursion φ_k = φ_{k−1} + c_k·w_k has z's
-    structure, φ_k = φ_s + Σ_{s<j≤k} c_j·w_j, so within a block
+    """φ_K = ∇ log q_K(z_K) along the sample path (path_gradient.path_score for each member), in
+    the blocks of the forward pass. path_gradient.py's recursion φ_k = φ_{k−1} + ξ_k·w_k has z's
+    structure, φ_k = φ_s + Σ_{s<j≤k} ξ_j·w_j, so within a block
 
-        c_k = (h'_k/D_k)·(2t_k·s_k/D_k − û_kᵀφ_s − Σ_{s<j<k} (û_kᵀw_j)·c_j)
+        ξ_k = (h'_k/D_k)·(2t_k·s_k/D_k − û_kᵀφ_s − Σ_{s<j<k} (û_kᵀw_j)·ξ_j)
 
     runs on rows of N numbers — a buffer row starts as R_k = 2t_k·s_k/D_k − û_kᵀφ_s and row k
     of [−û_kᵀw_j | 1] turns it into the bracket, as in the forward pass — and the block's end is
@@ -262,26 +262,27 @@ def fused_score(z0, cache):
 
 
 def base_members(params, zK):
-    """reference.base_forward for each member: x = μ + A·z_K with A = diag(σ) + lower (P, d, d).
+    """base.base_forward for each member: x = μ + A·z_K with A = diag(σ) + lower (P, d, d).
     Returns x (P, N, d), the log-dets Σᵢ log σᵢ (P,) and A."""
-    A = reference.base_matrix(params["log_sigma"], params["lower"])
+    A = base.base_matrix(params["log_sigma"], params["lower"])
     return params["mu"][:, None, :] + np.matmul(zK, A.transpose(0, 2, 1)), params["log_sigma"].sum(axis=1), A
 
 
 def reverse_kl_members(params, z0, target, beta, ws=None, gradient="full"):
-    """reference.reverse_kl for each of P flows: params u, w (P, K, d), b (P, K) — and, with a
-    learnable base, mu (P, d), log_sigma (P, d), lower (P, d, d); z0 (P, N, d).
+    """reference.reverse_kl (base.reverse_kl for a flow with a base; path_gradient.reverse_kl for
+    gradient="path") for each of P flows: params u, w (P, K, d), b (P, K) — and, with a learnable
+    base, mu (P, d), log_sigma (P, d), lower (P, d, d); z0 (P, N, d).
 
     Returns the losses (P,) and a dict of gradients shaped like params; the gradient of member
     p depends on member p only. The target sees all members' points at once, (P·N, d), through
     ``energy_and_grad`` (one call instead of two). ``ws`` is the engine's Workspace, kept by the
-    training loop from step to step; gradient="path": reference.py §8's estimator (fused_score).
+    training loop from step to step; gradient="path": path_gradient.py's estimator (fused_score).
     """
     P, N, d = z0.shape
     u_hat, sp, uh_cache = reference.u_hat_forward(params["u"], params["w"])      # (P, K, d), (P, K)
     zK, sum_logdet, cache = fused_forward(z0, u_hat, sp, params["w"], params["b"], ws)
     x = zK
-    if "mu" in params:                                   # the learnable base (reference.py §5)
+    if "mu" in params:                                   # the learnable base (base.py)
         x, base_logdet, A = base_members(params, zK)
         sum_logdet = sum_logdet + base_logdet[:, None]
     U, gU = target.energy_and_grad(x.reshape(P * N, d))
@@ -289,14 +290,14 @@ def reverse_kl_members(params, z0, target, beta, ws=None, gradient="full"):
     losses = (reference.std_normal_log_density(z0) - sum_logdet + beta * U.reshape(P, N)).sum(axis=1) / N
     dx = (beta / N) * gU.reshape(P, N, d)                # ∂L/∂x                     (P, N, d)
     dlogdet = -1.0 / N                                   # ∂L/∂log D_k, for every layer and sample
-    if gradient == "path":                               # (reference.py §8: g + β∇U, no log-det part)
+    if gradient == "path":                               # (path_gradient.py: φ + β∇U, no log-det part)
         g = fused_score(z0, cache)
         if "mu" in params:                               # Aᵀ·φ_x = φ_K
             g = np.linalg.solve(A.transpose(0, 2, 1), g.transpose(0, 2, 1)).transpose(0, 2, 1)
         dx += g / N
         dlogdet = 0.0
     grads = {}
-    if "mu" in params:                                   # reference.base_backward, per member
+    if "mu" in params:                                   # base.base_backward, per member
         gA = np.matmul(dx.transpose(0, 2, 1), zK)        # gxᵀ·z_K                   (P, d, d)
         grads = {"mu": dx.sum(axis=1), "log_sigma": np.diagonal(gA, axis1=1, axis2=2) * np.exp(params["log_sigma"])
                  + N * dlogdet, "lower": np.tril(gA, -1)}          # (Σₙ ∂L/∂log det = N·dlogdet)

@@ -23,7 +23,7 @@ the reference flow gives log q_K(y) = log q₀(z₀) − Σ_k log D_k exactly as
 
 import numpy as np
 
-from . import reference
+from . import base, reference
 
 EPS = np.finfo(np.float64).eps
 MAX_ITER = 200          # ≥ 2 × 64 halvings of any float64 bracket, plus Newton's few steps
@@ -75,7 +75,7 @@ def inverse(params, y):
     """The z₀ with flow_forward(params, z₀) = y, for every row of y (N, d); returns (N, d)."""
     z = y
     if "mu" in params:                       # undo the base x = μ + A·z first: z = A⁻¹(x − μ)
-        A = reference.base_matrix(params["log_sigma"], params["lower"])
+        A = base.base_matrix(params["log_sigma"], params["lower"])
         z = np.linalg.solve(A, (y - params["mu"]).T).T
     u_hat, sp, _ = reference.u_hat_forward(params["u"], params["w"])       # (K, d), (K,)
     w, b = params["w"], params["b"]
@@ -88,5 +88,5 @@ def inverse(params, y):
 def log_prob(params, y):
     """Exact log q_K(y) at any points y (N, d): log q₀(z₀) − Σ log-dets with z₀ = inverse(y)."""
     z0 = inverse(params, y)
-    _, sum_logdet, _ = reference.flow_forward(params, z0)
+    _, sum_logdet, _ = (base if "mu" in params else reference).flow_forward(params, z0)
     return reference.std_normal_log_density(z0) - sum_logdet

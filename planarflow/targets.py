@@ -1,12 +1,12 @@
 """The paper's test energies (Table 1), their gradients, and the box wall that makes them proper.
 
-    w₁(z) = sin(2π·z₁/4)
-    w₂(z) = 3·exp(−½((z₁ − 1)/0.6)²)
-    w₃(z) = 3·σ((z₁ − 1)/0.3),  σ(x) = 1/(1 + e⁻ˣ)
+    ω₁(z) = sin(2π·z₁/4)                 (the paper's w₁, w₂, w₃: here ω, as w is a layer's weight)
+    ω₂(z) = 3·exp(−½((z₁ − 1)/0.6)²)
+    ω₃(z) = 3·logistic((z₁ − 1)/0.3),  logistic(x) = 1/(1 + e⁻ˣ)
     U₁(z) = ½((‖z‖ − 2)/0.4)² − log(e^{−½((z₁−2)/0.6)²} + e^{−½((z₁+2)/0.6)²})     (reference.u1)
-    U₂(z) = ½((z₂ − w₁)/0.4)²
-    U₃(z) = −log(e^{−½((z₂−w₁)/0.35)²} + e^{−½((z₂−w₁+w₂)/0.35)²})
-    U₄(z) = −log(e^{−½((z₂−w₁)/0.4)²}  + e^{−½((z₂−w₁+w₃)/0.35)²})
+    U₂(z) = ½((z₂ − ω₁)/0.4)²
+    U₃(z) = −log(e^{−½((z₂−ω₁)/0.35)²} + e^{−½((z₂−ω₁+ω₂)/0.35)²})
+    U₄(z) = −log(e^{−½((z₂−ω₁)/0.4)²}  + e^{−½((z₂−ω₁+ω₃)/0.35)²})
 
 Each function here maps points z (N, 2) to (U (N,), ∇U (N, 2)); every log of a sum goes
 through reference.logaddexp_weights. ``planarflow.get_target(name)`` wraps them as a target
@@ -33,59 +33,59 @@ except ImportError:
     import reference
 
 
-def _w1(z1):
-    """w₁ = sin(2π·z₁/4) and dw₁/dz₁ = (π/2)·cos(2π·z₁/4)."""
+def _omega1(z1):
+    """ω₁ = sin(2π·z₁/4) and ω₁′ = dω₁/dz₁ = (π/2)·cos(2π·z₁/4)."""
     x = 0.5 * np.pi * z1
     return np.sin(x), 0.5 * np.pi * np.cos(x)
 
 
-def _w2(z1):
-    """w₂ = 3·exp(−½((z₁ − 1)/0.6)²) and dw₂/dz₁ = −w₂·(z₁ − 1)/0.6²."""
+def _omega2(z1):
+    """ω₂ = 3·exp(−½((z₁ − 1)/0.6)²) and ω₂′ = −ω₂·(z₁ − 1)/0.6²."""
     v = 3.0 * np.exp(-0.5 * ((z1 - 1.0) / 0.6) ** 2)
     return v, v * (1.0 - z1) / 0.36
 
 
-def _w3(z1):
-    """w₃ = 3·σ(x), x = (z₁ − 1)/0.3, and dw₃/dz₁ = 3·σ'(x)/0.3, through tanh:
-    σ(x) = (1 + tanh(x/2))/2 and σ'(x) = σ(x)·σ(−x) = h'(x/2)/4, neither of which overflows."""
+def _omega3(z1):
+    """ω₃ = 3·logistic(x), x = (z₁ − 1)/0.3, and ω₃′ = 3·logistic′(x)/0.3, through tanh:
+    logistic(x) = (1 + tanh(x/2))/2 and logistic′(x) = h′(x/2)/4, neither of which overflows."""
     half = 0.5 * (z1 - 1.0) / 0.3
     return 1.5 * (1.0 + np.tanh(half)), 2.5 * reference.tanh_derivative(half)     # 3/(4·0.3) = 2.5
 
 
 def u2(z):
-    """U₂ = ½((z₂ − w₁)/0.4)² and ∇U₂ = (z₂ − w₁)/0.4²·(−w₁', 1)."""
-    w1, dw1 = _w1(z[:, 0])
-    c = (z[:, 1] - w1) / 0.16
-    g = np.empty_like(z)
-    g[:, 0], g[:, 1] = -c * dw1, c
-    return 0.5 * 0.16 * c * c, g
+    """U₂ = ½((z₂ − ω₁)/0.4)² and ∇U₂ = ζ·(−ω₁′, 1), ζ = (z₂ − ω₁)/0.4²."""
+    omega1, omega1_prime = _omega1(z[:, 0])
+    zeta = (z[:, 1] - omega1) / 0.16
+    grad = np.empty_like(z)
+    grad[:, 0], grad[:, 1] = -zeta * omega1_prime, zeta
+    return 0.5 * 0.16 * zeta * zeta, grad
 
 
-def _two_branches(z, shift, dshift, s1, s2):
-    """−log(e^{e₁} + e^{e₂}) with e₁ = −½(r₁/s₁)², r₁ = z₂ − w₁ and e₂ = −½(r₂/s₂)², r₂ = r₁ + shift.
+def _two_branches(z, shift, shift_prime, rho1, rho2):
+    """−log(e^{e₁} + e^{e₂}), e₁ = −½(r₁/ρ₁)², r₁ = z₂ − ω₁, and e₂ = −½(r₂/ρ₂)², r₂ = r₁ + shift.
 
-    ∇e₁ = −(r₁/s₁²)·(−w₁', 1) and ∇e₂ = −(r₂/s₂²)·(−w₁' + shift', 1), so with the weights pᵢ and
-    cᵢ = pᵢ·rᵢ/sᵢ²:   ∇U = −(p₁∇e₁ + p₂∇e₂) = (−(c₁ + c₂)·w₁' + c₂·shift',  c₁ + c₂).
+    ∇e₁ = −(r₁/ρ₁²)·(−ω₁′, 1) and ∇e₂ = −(r₂/ρ₂²)·(−ω₁′ + shift′, 1), so with the weights pᵢ and
+    ζᵢ = pᵢ·rᵢ/ρᵢ²:   ∇U = −(p₁∇e₁ + p₂∇e₂) = (−(ζ₁ + ζ₂)·ω₁′ + ζ₂·shift′,  ζ₁ + ζ₂).
     """
-    w1, dw1 = _w1(z[:, 0])
-    r1 = z[:, 1] - w1
+    omega1, omega1_prime = _omega1(z[:, 0])
+    r1 = z[:, 1] - omega1
     r2 = r1 + shift
-    lse, p1, p2 = reference.logaddexp_weights(-0.5 * (r1 / s1) ** 2, -0.5 * (r2 / s2) ** 2)
-    c2 = p2 * r2 / s2 ** 2
-    c = p1 * r1 / s1 ** 2 + c2
-    g = np.empty_like(z)
-    g[:, 0], g[:, 1] = c2 * dshift - c * dw1, c
-    return -lse, g
+    lse, p1, p2 = reference.logaddexp_weights(-0.5 * (r1 / rho1) ** 2, -0.5 * (r2 / rho2) ** 2)
+    zeta2 = p2 * r2 / rho2 ** 2
+    zeta = p1 * r1 / rho1 ** 2 + zeta2                       # ζ₁ + ζ₂
+    grad = np.empty_like(z)
+    grad[:, 0], grad[:, 1] = zeta2 * shift_prime - zeta * omega1_prime, zeta
+    return -lse, grad
 
 
 def u3(z):
-    """U₃ = −log(e^{−½((z₂−w₁)/0.35)²} + e^{−½((z₂−w₁+w₂)/0.35)²}) and its gradient."""
-    return _two_branches(z, *_w2(z[:, 0]), 0.35, 0.35)
+    """U₃ = −log(e^{−½((z₂−ω₁)/0.35)²} + e^{−½((z₂−ω₁+ω₂)/0.35)²}) and its gradient."""
+    return _two_branches(z, *_omega2(z[:, 0]), 0.35, 0.35)
 
 
 def u4(z):
-    """U₄ = −log(e^{−½((z₂−w₁)/0.4)²} + e^{−½((z₂−w₁+w₃)/0.35)²}) and its gradient."""
-    return _two_branches(z, *_w3(z[:, 0]), 0.4, 0.35)
+    """U₄ = −log(e^{−½((z₂−ω₁)/0.4)²} + e^{−½((z₂−ω₁+ω₃)/0.35)²}) and its gradient."""
+    return _two_branches(z, *_omega3(z[:, 0]), 0.4, 0.35)
 
 
 def u1(z):
@@ -104,14 +104,14 @@ def box_wall(z, box, width):
 
 def paper_energy(name, z, box=4.0, wall=0.2):
     """U_name(z) + wall(z) and its gradient for z (N, 2); box=None: the paper's U exactly."""
-    U, g = ENERGIES[name](z)
-    if box is not None:                                     # the wall is zero inside the box:
-        out = np.flatnonzero(np.maximum(np.abs(z[:, 0]), np.abs(z[:, 1])) > box)   # add it to the rows outside only
+    U, grad = ENERGIES[name](z)
+    if box is not None:                 # the wall is zero in the box: add it to the rows outside
+        out = np.flatnonzero(np.maximum(np.abs(z[:, 0]), np.abs(z[:, 1])) > box)
         if out.size:
-            Uw, gw = box_wall(z[out], box, wall)
-            U[out] += Uw
-            g[out] += gw
-    return U, g
+            U_wall, grad_wall = box_wall(z[out], box, wall)
+            U[out] += U_wall
+            grad[out] += grad_wall
+    return U, grad
 
 
 def gaussian(z, mean, std):

@@ -1,12 +1,12 @@
-"""The learnable base x = μ + L·z (reference.py §5): its log-det, every gradient, both engines,
-the inverse, files and checkpoints."""
+"""The learnable base x = μ + A·z (base.py): its log-det, every gradient, both engines, the
+inverse, files and checkpoints."""
 
 import numpy as np
 import pytest
 
 import planarflow as pf
 from conftest import characteristic_params, grad_errors
-from planarflow import fused, reference
+from planarflow import base, fused
 from planarflow.library.validation import CheckedTarget
 
 
@@ -28,11 +28,11 @@ def test_base_backward_matches_central_differences(d, rng):
     gx, gl = rng.standard_normal((7, d)), rng.standard_normal(7)
 
     def loss(z, mu, log_sigma, lower):
-        x, logdet, _ = reference.base_forward(z, mu, log_sigma, lower)
+        x, logdet, _ = base.base_forward(z, mu, log_sigma, lower)
         return float(np.sum(gx * x) + np.sum(gl * logdet))
 
-    _, _, cache = reference.base_forward(z, mu, log_sigma, lower)
-    grads = reference.base_backward(gx, gl, cache)
+    _, _, cache = base.base_forward(z, mu, log_sigma, lower)
+    grads = base.base_backward(gx, gl, cache)
     inputs = [z, mu, log_sigma, lower]
     for i, g in enumerate(grads):
         def f(x, i=i):
@@ -48,7 +48,7 @@ def test_base_backward_matches_central_differences(d, rng):
 def test_the_base_log_det_is_that_of_its_matrix(rng):
     d = 4
     mu, log_sigma, lower = rng.standard_normal(d), rng.standard_normal(d), np.tril(rng.standard_normal((d, d)), -1)
-    x, logdet, (_, L, _) = reference.base_forward(rng.standard_normal((3, d)), mu, log_sigma, lower)
+    x, logdet, (_, L, _) = base.base_forward(rng.standard_normal((3, d)), mu, log_sigma, lower)
     assert logdet == pytest.approx(np.linalg.slogdet(L)[1], rel=1e-13)
     assert np.allclose(np.triu(L, 1), 0.0)
 
@@ -61,9 +61,9 @@ def test_reverse_kl_with_a_base_matches_central_differences(K, d, rng):
     target = pf.Gaussian(np.linspace(-1, 1, d), np.linspace(0.5, 1.5, d))
     z0 = rng.standard_normal((40, d))
     loss, grads = pf.reverse_kl(params, z0, target)
-    # reference.reverse_kl itself, unchecked, so that the differences may perturb every entry of
+    # base.reverse_kl itself, unchecked, so that the differences may perturb every entry of
     # lower: those on and above its diagonal are not parameters, and their gradient must be 0
-    errors = grad_errors(lambda p: reference.reverse_kl(p, z0, CheckedTarget(target, d))[0], params, grads)
+    errors = grad_errors(lambda p: base.reverse_kl(p, z0, CheckedTarget(target, d))[0], params, grads)
     assert max(errors.values()) <= 1e-6, errors
 
 
@@ -76,7 +76,7 @@ def test_fused_engine_with_a_base_equals_the_reference(K, d, P):
     target = CheckedTarget(pf.Gaussian(np.zeros(d), np.full(d, 50.0)), d)
     losses, grads = fused.reverse_kl_members(stacked, z0, target, 0.7)
     for p in range(P):
-        loss, g = reference.reverse_kl(members[p], z0[p], target, 0.7)
+        loss, g = base.reverse_kl(members[p], z0[p], target, 0.7)
         assert losses[p] == pytest.approx(loss, rel=1e-12)
         for key in g:
             assert pf.rel_error(grads[key][p], g[key]) <= 1e-12, key
@@ -110,8 +110,8 @@ def test_a_base_must_be_whole_and_lower_triangular(rng):
 
 
 def test_init_params_with_a_base_is_the_identity_on_top_of_n01():
-    params = reference.init_params(3, 2, 0, u_scale=0.0, base=True)
+    params = base.init_params(3, 2, 0, u_scale=0.0)
     z0 = np.random.default_rng(1).standard_normal((10, 2))
-    x, sum_logdet, _ = reference.flow_forward(params, z0)
+    x, sum_logdet, _ = base.flow_forward(params, z0)
     np.testing.assert_allclose(x, z0, atol=1e-15)
     np.testing.assert_allclose(sum_logdet, 0.0, atol=1e-15)

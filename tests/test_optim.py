@@ -21,7 +21,7 @@ def test_adam_first_two_steps_match_hand_computed_values():
     adam.step(params, {"x": np.array([-1.0])})
     assert params["x"][0] == pytest.approx(0.900000002 + 0.1 * 0.28947368421052627 / (0.6251875937968984 ** 0.5 + 1e-8), rel=1e-14)
     assert params["x"][0] == pytest.approx(0.93661035424, abs=1e-11)
-    assert adam.t == 2
+    assert adam.tau == 2
 
 
 def test_adam_first_step_moves_every_coordinate_by_about_lr():

@@ -1,4 +1,4 @@
-"""The path-derivative gradient ("sticking the landing", reference.py §8): the score along the
+"""The path-derivative gradient ("sticking the landing", path_gradient.py): the score along the
 sample path against differences of log_prob, the estimator against the full gradient minus the
 score term, its mean against the full gradient's, both engines, and fit with it."""
 
@@ -7,7 +7,7 @@ import pytest
 
 import planarflow as pf
 from conftest import characteristic_params
-from planarflow import fused, reference
+from planarflow import base, fused, path_gradient, reference
 from planarflow.library.validation import CheckedTarget
 
 
@@ -19,32 +19,32 @@ def flow_with_base(K, d, rng, u_scale=0.5):
     return params
 
 
-@pytest.mark.parametrize("K,d,base", [(1, 1, False), (3, 2, False), (8, 5, False), (4, 3, True)])
-def test_the_score_along_the_path_is_the_gradient_of_log_prob(K, d, base):
+@pytest.mark.parametrize("K,d,base_", [(1, 1, False), (3, 2, False), (8, 5, False), (4, 3, True)])
+def test_the_score_along_the_path_is_the_gradient_of_log_prob(K, d, base_):
     """g = ∇_x log q(x) at the flow's outputs, by the forward recursion, against central
     differences of log_prob (which inverts the flow) — to 1e-8."""
     rng = np.random.default_rng(K + d)
-    params = flow_with_base(K, d, rng) if base else pf.init_params(K, d, rng=rng, u_scale=0.8)
+    params = flow_with_base(K, d, rng) if base_ else pf.init_params(K, d, rng=rng, u_scale=0.8)
     z0 = rng.standard_normal((6, d))
-    x, _, caches = reference.flow_forward(params, z0)
-    g = reference.path_score(z0, caches)
+    x = (base if base_ else reference).flow_forward(params, z0)[0]
+    g = path_gradient.path_score(params, z0)
     for n in range(z0.shape[0]):
         numeric = pf.numerical_gradient(lambda y: float(pf.log_prob(params, y[None])[0]), x[n].copy())
         assert pf.rel_error(g[n], numeric) <= 1e-8
 
 
-@pytest.mark.parametrize("base", [False, True])
-def test_the_path_gradient_is_the_full_gradient_minus_the_score_term(base):
+@pytest.mark.parametrize("base_", [False, True])
+def test_the_path_gradient_is_the_full_gradient_minus_the_score_term(base_):
     """The score term (1/N) Σₙ ∂log q_θ(xₙ)/∂θ at the batch's points held fixed, by central
     differences of log_prob over θ — computed independently of both estimators."""
     rng = np.random.default_rng(3)
     d = 2
-    params = flow_with_base(3, d, rng) if base else pf.init_params(3, d, rng=rng, u_scale=0.8)
+    params = flow_with_base(3, d, rng) if base_ else pf.init_params(3, d, rng=rng, u_scale=0.8)
     target = pf.get_target("U1")
     z0 = rng.standard_normal((64, d))
     _, full = pf.reverse_kl(params, z0, target)
     _, path = pf.reverse_kl(params, z0, target, gradient="path")
-    x, _ = reference.flow_forward(params, z0)[:2]
+    x = (base if base_ else reference).flow_forward(params, z0)[0]
     for key in params:
         if key == "lower":
             continue                                   # (only its strictly lower part: checked below)
@@ -54,7 +54,7 @@ def test_the_path_gradient_is_the_full_gradient_minus_the_score_term(base):
 
         score = pf.numerical_gradient(mean_log_q, params[key].copy())
         assert pf.rel_error(path[key], full[key] - score) <= 1e-6, key
-    if base:
+    if base_:
         lower = params["lower"].copy()
         score = np.zeros_like(lower)
         for i, j in zip(*np.tril_indices(d, -1)):
@@ -78,7 +78,7 @@ def test_both_estimators_have_the_same_mean():
     for _ in range(400):
         z0 = rng.standard_normal((64, 2))
         _, full = reference.reverse_kl(params, z0, target)
-        _, path = reference.reverse_kl(params, z0, target, gradient="path")
+        _, path = path_gradient.reverse_kl(params, z0, target)
         diffs.append(np.concatenate([(path[k] - full[k]).ravel() for k in "uwb"]))
     diffs = np.array(diffs)
     z = diffs.mean(axis=0) / (diffs.std(axis=0, ddof=1) / np.sqrt(len(diffs)))
@@ -108,7 +108,7 @@ def test_the_fused_engine_computes_the_same_path_gradient(K, d, P):
     target = CheckedTarget(pf.get_target("U3") if d == 2 else pf.Gaussian(np.zeros(d), np.ones(d)), d)
     losses, grads = fused.reverse_kl_members(stacked, z0, target, 0.4, gradient="path")
     for p in range(P):
-        loss, g = reference.reverse_kl(members[p], z0[p], target, 0.4, "path")
+        loss, g = path_gradient.reverse_kl(members[p], z0[p], target, 0.4)
         assert losses[p] == pytest.approx(loss, rel=1e-13, abs=1e-13)
         for key in g:
             assert pf.rel_error(grads[key][p], g[key]) <= 1e-12, key

@@ -145,39 +145,36 @@ def gradient_variance(names=("U2", "U3"), batches=200):
 def base_placement(seeds=(0, 1)):
     """Where the learnable base goes, measured: docs/researchers.md's call on two real posteriors with the
     base after the planar layers (planarflow's) and before them (the paper's q₀ = N(μ, AAᵀ),
-    swapped into reference.flow_forward/flow_backward for the run). Returns rows
+    swapped into base.flow_forward/flow_backward for the run). Returns rows
     (placement, posterior, seed, final loss, k̂, mean error in sds, sd error)."""
     import contextlib
     import warnings
 
-    from .. import reference
+    from .. import base, reference
     from ..library.api import posterior
-    from .posteriors import eight_schools, judge, regression
     from ..library.training import fit
+    from .posteriors import eight_schools, judge, regression
 
     def forward_before(params, z0):
-        z, logdet, base_cache = reference.base_forward(z0, params["mu"], params["log_sigma"], params["lower"])
-        zK, sum_logdet, (caches, _) = reference.flow_forward({k: params[k] for k in "uwb"}, z)
+        z, logdet, base_cache = base.base_forward(z0, params["mu"], params["log_sigma"], params["lower"])
+        zK, sum_logdet, caches = reference.flow_forward(params, z)
         return zK, sum_logdet + logdet, (caches, base_cache)
 
     def backward_before(dzK, dsum_logdet, caches):
         caches, base_cache = caches
-        dz, grads = reference.flow_backward(dzK, dsum_logdet, (caches, None))
-        dz, grads["mu"], grads["log_sigma"], grads["lower"] = reference.base_backward(dz, dsum_logdet, base_cache)
+        dz, grads = reference.flow_backward(dzK, dsum_logdet, caches)
+        dz, grads["mu"], grads["log_sigma"], grads["lower"] = base.base_backward(dz, dsum_logdet, base_cache)
         return dz, grads
 
     @contextlib.contextmanager
     def placed(where):
-        saved = reference.flow_forward, reference.flow_backward
+        saved = base.flow_forward, base.flow_backward
         if where == "before":
-            planar_forward, planar_backward = saved
-            reference.flow_forward = lambda p, z0: forward_before(p, z0) if "mu" in p else planar_forward(p, z0)
-            reference.flow_backward = lambda dz, dl, c: (backward_before(dz, dl, c) if c[1] is not None
-                                                         else planar_backward(dz, dl, c))
+            base.flow_forward, base.flow_backward = forward_before, backward_before
         try:
             yield
         finally:
-            reference.flow_forward, reference.flow_backward = saved
+            base.flow_forward, base.flow_backward = saved
 
     rows = []
     cases = [("eight schools", *eight_schools()), ("dollars", *regression("dollars")[:3])]
@@ -341,7 +338,7 @@ def print_engines(steps):
 
 def print_path_gradient(steps):
     """The path-derivative gradient's cost and its variance near the optimum."""
-    say("\nThe path-derivative gradient (reference.py §8) on the fused engine, K = 32, batch 1024, U4:")
+    say("\nThe path-derivative gradient (path_gradient.py) on the fused engine, K = 32, batch 1024, U4:")
     t_full = step_times(32, 1024, steps=steps) * 1e3
     t_path = step_times(32, 1024, steps=steps, gradient="path") * 1e3
     say(f"  ms per step (median): full {np.median(t_full):.3f}, path {np.median(t_path):.3f} "

@@ -29,7 +29,7 @@ def recipe(K, steps=None, batch_size=None, lr=None, name="planarflow", gradient=
     """Training settings for a K-layer flow in the demo; arguments given override the recipe.
     ``name="reference"`` gives the PyTorch implementation's settings (``reference_recipe``).
 
-    Every final run uses the path-derivative gradient (reference.py §8): the same expected
+    Every final run uses the path-derivative gradient (path_gradient.py): the same expected
     gradient with the score term's noise dropped, which lets the KL keep falling near the
     optimum where the full gradient's noise holds it up (``gradient="full"`` puts it back).
 

@@ -5,8 +5,9 @@
 Each generated block sits between ``<!-- begin NAME -->`` and ``<!-- end NAME -->`` in the page
 ``BLOCKS`` names, and is replaced by the output of the command recorded with it (a page is
 written as soon as its block is made, so an interrupted refresh keeps what it finished).
-docs/reference.ipynb, the lesson as an executed notebook, is made from planarflow/reference.py
-(``make_notebook``; jupytext and nbclient, from the optional extra ``refresh``). Every page with
+docs/reference.ipynb, base.ipynb and path_gradient.ipynb, the lessons as executed notebooks, are
+made by the command docs/notebook.md gives (``make_notebooks``; jupytext, nbconvert and ipykernel,
+from the optional extra ``refresh``). Every page with
 generated blocks also records a fingerprint of the code (every .py file of planarflow/, docs/*.py
 and demo.py); tests/test_readme.py fails when the code has changed since the numbers were
 generated, so they are never stale and never typed by hand.
@@ -86,32 +87,33 @@ def fill(page, name, body):
             f.write(text)
 
 
+LESSONS = ("reference", "base", "path_gradient")        # each made into docs/<name>.ipynb
 NOTEBOOK = "docs/reference.ipynb"
+NOTEBOOK_COMMAND = ["jupytext", "--to", "ipynb", "--set-kernel", "python3", "--execute"]   # + <lesson>.py
 
 
-def make_notebook(root=ROOT):
-    """docs/reference.ipynb: planarflow/reference.py as a notebook (jupytext), executed (nbclient)
-    in a temporary folder, so that it carries its printed numbers and its picture. The tools come
-    from the optional extra ``refresh`` (setup.cfg); nothing else in planarflow needs them."""
+def make_notebooks(root=ROOT):
+    """docs/<lesson>.ipynb for each lesson file: the route docs/notebook.md gives a teacher,
+    verbatim — in a temporary folder holding copies of the lesson files, ``jupytext --to ipynb
+    --set-kernel python3 --execute <lesson>.py`` — so that each notebook carries its printed numbers
+    and its picture. The tools come from the optional extra ``refresh`` (setup.cfg)."""
+    import shutil
     import tempfile
 
-    try:
-        import jupytext
-        import nbclient
-        import nbformat
-    except ImportError as exc:
-        raise SystemExit(f"the notebook needs the refresher's extra tools ({exc.name} is missing): "
-                         f"python -m pip install -e \".[refresh]\"") from None
     from ..library.files import atomic_output
 
-    print("$ jupytext --to ipynb planarflow/reference.py; execute it (nbclient)", flush=True)
-    nb = jupytext.read(os.path.join(root, "planarflow", "reference.py"))
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if shutil.which("jupytext") is None:
+        raise SystemExit('the notebooks need jupytext, nbconvert and ipykernel: python -m pip install -e ".[refresh]"')
     with tempfile.TemporaryDirectory() as folder:
-        nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                                resources={"metadata": {"path": folder}}).execute()
-    with atomic_output(os.path.join(root, NOTEBOOK)) as tmp:
-        nbformat.write(nb, tmp)
+        for name in ("reference", "base", "path_gradient", "targets"):
+            shutil.copy(os.path.join(root, "planarflow", name + ".py"), folder)
+        for name in LESSONS:
+            print(f"$ {' '.join(NOTEBOOK_COMMAND)} {name}.py", flush=True)
+            res = subprocess.run(NOTEBOOK_COMMAND + [f"{name}.py"], cwd=folder, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise SystemExit(f"{name}.py as a notebook failed:\n{res.stderr[-3000:]}")
+            with atomic_output(os.path.join(root, "docs", name + ".ipynb")) as tmp:
+                shutil.copy(os.path.join(folder, name + ".ipynb"), tmp)
 
 
 def main(argv=None):
@@ -123,8 +125,8 @@ def main(argv=None):
                     "folder; about forty minutes): every generated block, the code the pages show, the figures "
                     "in docs/, the lesson's notebook, and the code fingerprint that tests/test_readme.py checks.")
     parser.add_argument("blocks", nargs="*", metavar="BLOCK",
-                        help=f"regenerate only these blocks ({', '.join(BLOCKS)}, or notebook: "
-                             f"{NOTEBOOK}); the fingerprint is then left as it is")
+                        help=f"regenerate only these blocks ({', '.join(BLOCKS)}, or notebook: the "
+                             f"lessons' notebooks in docs/); the fingerprint is then left as it is")
     args = parser.parse_args(argv)
     unknown = [b for b in args.blocks if b not in BLOCKS and b != "notebook"]
     if unknown:
@@ -145,7 +147,7 @@ def main(argv=None):
         if not names or name in names:
             fill(page, name, f"```\n$ {' '.join(cmd)}\n{run(cmd)}\n```")
     if not names or "notebook" in names:
-        make_notebook()
+        make_notebooks()
     if not names:                  # a partial refresh leaves the fingerprint (and the test) alone
         for page in PAGES:
             fill(page, "fingerprint", f"Numbers above were generated from code fingerprint `{code_fingerprint()}` "

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from .. import diagnostics, gradcheck, inverse as inverse_module, reference, targets
+from .. import base as base_lesson, diagnostics, gradcheck, inverse as inverse_module, path_gradient, reference, targets
 from .validation import (MAX_ENTRIES, MAX_POINT, CheckedTarget, as_array, as_float, as_int, check_params,
                          check_points, check_size, describe, make_rng, require_target, target_dim)
 
@@ -23,7 +23,13 @@ MAX_SAMPLES = 10 ** 9           # kl_divergence, importance_log_z: n (memory sta
 TARGET_NAMES = tuple(targets.ENERGIES)
 
 
-# --- the method (reference.py) -----------------------------------------------------------------
+# --- the method (reference.py; base.py for a flow with a learnable base; path_gradient.py) ---------
+
+def lesson(params):
+    """The lesson file whose functions compute this flow: base.py's for a flow with a learnable
+    base (it has ``mu``), else reference.py's."""
+    return base_lesson if "mu" in params else reference
+
 
 def u_hat(u, w):
     """û(u, w) = u + (m(wᵀu) − wᵀu)·w/‖w‖², m(x) = −1 + softplus(x) (appendix A.1), so that
@@ -85,28 +91,32 @@ def planar_backward(dy, dlogdet, cache):
 
 
 def flow_forward(params, z0):
-    """Push z0 (N, d) through the K layers: (z_K (N, d), Σ_k log D_k (N,), caches), checked."""
+    """Push z0 (N, d) through the K layers (and the base, if the flow has one), checked:
+    (z_K or x (N, d), the summed log-dets (N,), caches) — reference.flow_forward or base.flow_forward."""
     params, K, d = check_params(params)
     z0 = check_points(z0, "z0", d)
     check_size("z0", z0.shape[0], K, d + 6)                        # the caches
-    return reference.flow_forward(params, z0)
+    return lesson(params).flow_forward(params, z0)
 
 
 def flow_backward(dzK, dsum_logdet, caches):
-    """reference.flow_backward: (∂L/∂z₀, gradients shaped like params) from dzK (N, d),
-    dsum_logdet (N,) and the caches flow_forward returned."""
-    layers = caches[0] if isinstance(caches, tuple) and len(caches) == 2 else None
-    if not (isinstance(layers, list) and layers and all(isinstance(c, tuple) for c in layers)):
+    """reference.flow_backward (base.flow_backward for a flow with a base): (∂L/∂z₀, gradients
+    shaped like params) from dzK (N, d), dsum_logdet (N,) and the caches flow_forward returned."""
+    with_base = isinstance(caches, tuple) and len(caches) == 2
+    layers = caches[0] if with_base else caches
+    if not (isinstance(layers, list) and layers and all(isinstance(c, tuple) for c in layers)) or (
+            with_base and not isinstance(caches[1], tuple)):
         raise TypeError(f"caches: expected the caches that flow_forward returned, got {describe(caches)}")
     z = _cache(layers[0], "flow_forward", 8)[0]
     dzK = as_array(dzK, "dzK", shape=z.shape)
     dsum_logdet = as_array(dsum_logdet, "dsum_logdet", shape=z.shape[:1])
-    return reference.flow_backward(dzK, dsum_logdet, caches)
+    return (base_lesson if with_base else reference).flow_backward(dzK, dsum_logdet, caches)
 
 
 def init_params(K, dim=2, rng=None, u_scale=0.1, b_scale=1.0, base=False):
     """Raw parameters u, w (K, dim), b (K,) for K layers near the identity (reference.init_params);
-    with base=True also a learnable base at N(0, I): mu (dim,), log_sigma (dim,), lower (dim, dim)."""
+    with base=True also a learnable base at N(0, I): mu (dim,), log_sigma (dim,), lower (dim, dim)
+    (base.init_params)."""
     K = as_int(K, "K", maximum=MAX_ENTRIES)
     dim = as_int(dim, "dim", maximum=MAX_ENTRIES)
     check_size("K" if K > dim else "dim" if dim > K else "K and dim", K + dim, dim, 2)   # the larger one
@@ -114,14 +124,14 @@ def init_params(K, dim=2, rng=None, u_scale=0.1, b_scale=1.0, base=False):
     b_scale = as_float(b_scale, "b_scale", low=0.0, high=1e6)
     if not isinstance(base, (bool, np.bool_)):
         raise TypeError(f"base: expected True or False, got {base!r}")
-    return reference.init_params(K, dim, make_rng(rng), u_scale, b_scale, bool(base))
+    return (base_lesson if base else reference).init_params(K, dim, make_rng(rng), u_scale, b_scale)
 
 
 def sample(params, n, rng=None):
     """n samples of q_K and their exact log-density: (z (n, d), log_q (n,)).
 
-    reference.sample, CHUNK samples at a time from the same generator (the same numbers as one
-    call: a Generator's draws do not depend on how they are split).
+    reference.sample (base.sample with a learnable base), CHUNK samples at a time from the same
+    generator (the same numbers as one call: a Generator's draws do not depend on how they are split).
     """
     params, K, d = check_params(params)
     n = as_int(n, "n", maximum=MAX_ENTRIES)
@@ -129,7 +139,7 @@ def sample(params, n, rng=None):
     rng = make_rng(rng)
     z, log_q = np.empty((n, d)), np.empty(n)
     for i in range(0, n, CHUNK):
-        z[i:i + CHUNK], log_q[i:i + CHUNK] = reference.sample(params, min(CHUNK, n - i), rng)
+        z[i:i + CHUNK], log_q[i:i + CHUNK] = lesson(params).sample(params, min(CHUNK, n - i), rng)
     big = np.max(np.abs(z))
     if not big <= MAX_POINT:                  # only at the domain's far edges: a huge û and a huge σ
         raise ValueError(f"params: this flow draws points of size {big:.3g}, beyond the {MAX_POINT:g} that "
@@ -138,18 +148,20 @@ def sample(params, n, rng=None):
 
 
 def reverse_kl(params, z0, target, beta=1.0, gradient="full"):
-    """The reverse-KL loss on the batch z0 (N, d) and its exact gradient (reference.reverse_kl).
+    """The reverse-KL loss on the batch z0 (N, d) and its gradient: reference.reverse_kl,
+    base.reverse_kl for a flow with a learnable base, path_gradient.reverse_kl for gradient="path".
 
-    loss = (1/N) Σₙ [log q₀(z₀⁽ⁿ⁾) − Σ_k log D_k⁽ⁿ⁾ + β·U(z_K⁽ⁿ⁾)],  ≥ −log Z in expectation at β = 1.
+    loss = (1/N) Σₙ [log q₀(z₀⁽ⁿ⁾) − Σ_k log D_k⁽ⁿ⁾ − Σᵢ log σᵢ + β·U(x⁽ⁿ⁾)],  ≥ −log Z in expectation
+    at β = 1 (the Σᵢ log σᵢ term and x = μ + A·z_K only with a base; otherwise x = z_K).
 
     Parameters
     ----------
-    params : dict u (K, d), w (K, d), b (K,)
+    params : dict u (K, d), w (K, d), b (K,) — and mu, log_sigma (d,), lower (d, d) with a base
     z0 : ndarray, shape (N, d)   samples of q₀ = N(0, I)
     target : a target (see planarflow.fit); its values must be finite
     beta : float in (0, 1]
     gradient : "full" (default): the exact gradient of this loss; "path": the path-derivative
-        estimator (reference.py §8) — the score term ∂log q_θ(z)/∂θ at fixed z dropped, which
+        estimator (path_gradient.py) — the score term ∂log q_θ(z)/∂θ at fixed z dropped, which
         has expectation 0, so that both estimate the same ∇F but "path" with less noise near q = p
 
     Returns
@@ -163,7 +175,8 @@ def reverse_kl(params, z0, target, beta=1.0, gradient="full"):
     beta = as_float(beta, "beta", low=0.0, high=1.0, low_open=True)
     if not isinstance(gradient, str) or gradient not in ("full", "path"):
         raise ValueError(f"gradient: expected 'full' or 'path', got {gradient!r}")
-    return reference.reverse_kl(params, z0, checked, beta, gradient)
+    objective = path_gradient if gradient == "path" else lesson(params)
+    return objective.reverse_kl(params, z0, checked, beta)
 
 
 class Adam(reference.Adam):

@@ -10,7 +10,7 @@ approximation N(x*, H⁻¹) there, H = ∇²U(x*), and trains the flow in that f
 
 in which the target is close to N(0, I) — every coordinate in units of its own spread, every
 correlation removed to first order. The flow's planar layers start at the identity and its
-learnable base (reference.py §5) at N(0, I) in y, i.e. at the Laplace approximation in x; at the
+learnable base (base.py) at N(0, I) in y, i.e. at the Laplace approximation in x; at the
 end the frame is folded into the base: μ ← x* + R·μ, A ← R·A (still lower-triangular).
 
 Newton with a line search, for U with gradient g and Hessian H at x:
@@ -34,7 +34,7 @@ raises ModeNotFound with what was seen; ``fit`` then says so and starts at N(0, 
 
 import numpy as np
 
-from .. import reference
+from .. import base
 from .validation import MAX_ENTRIES, MAX_LOG_SIGMA, as_array
 
 
@@ -260,7 +260,7 @@ class Frame:
     def fold(self, params):
         """The flow trained in the frame, expressed in x: μ ← x* + R·μ, A ← R·A (arrays with or
         without a leading member axis; R·A is lower-triangular with diagonal Rᵢᵢ·σᵢ)."""
-        RA = self.R @ reference.base_matrix(params["log_sigma"], params["lower"])
+        RA = self.R @ base.base_matrix(params["log_sigma"], params["lower"])
         return dict(params, mu=self.center + params["mu"] @ self.R.T,
                     log_sigma=np.log(np.diagonal(RA, axis1=-2, axis2=-1)), lower=np.tril(RA, -1))
 

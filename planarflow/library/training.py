@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from .. import fused, reference
+from .. import base, fused, path_gradient, reference
 from .files import check_output_path, load_checkpoint, save_checkpoint
 from .mode import Frame, Mode, ModeNotFound, check_mode, check_search_size, find_mode
 from .progress import Progress
@@ -85,7 +85,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     start : where the flow starts.
         "mode": at the Laplace approximation N(x*, H⁻¹) at a mode x* of U, found by Newton's
         method from ``x0`` (default the origin; library/mode.py); the flow gets a learnable base
-        (reference.py §5) and is trained in that frame, so that the target's units and
+        (base.py) and is trained in that frame, so that the target's units and
         correlations do not matter. If no isolated mode is found, a FitWarning says why and the
         flow starts at N(0, I) with a learnable base.
         "standard": at N(0, I) with no learnable base — the paper's setting.
@@ -117,7 +117,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         code a student reads and edits; "fused": planarflow/fused.py, the same numbers to
         rounding, several times faster.
     gradient : "full" (default) or "path": the path-derivative estimator ("sticking the landing",
-        reference.py §8) — the same expected gradient, with the score term's noise dropped, so
+        path_gradient.py) — the same expected gradient, with the score term's noise dropped, so
         that the gradient's variance vanishes as the flow reaches the target.
 
     keep_best : bool (default True): return the best parameters instead of the last ones when the
@@ -274,15 +274,16 @@ class Run:
         if params is not None:
             params = _check_start(params, s.K, s.dim, s.population)
             if s.population is None and "mu" in params:                # train in the units of its own base
-                base = reference.base_matrix(params["log_sigma"], params["lower"])
-                self.frame = Frame(self.checked, params["mu"], base)
+                A = base.base_matrix(params["log_sigma"], params["lower"])
+                self.frame = Frame(self.checked, params["mu"], A)
                 params = dict(params, mu=np.zeros(s.dim), log_sigma=np.zeros(s.dim), lower=np.zeros((s.dim, s.dim)))
         else:
             if s.kind == "given":
                 self.frame = Frame(self.checked, *s.mode)
             elif s.kind == "mode":
                 self.frame = self.laplace_frame()
-            members = [reference.init_params(s.K, s.dim, self.rng, base=s.kind != "standard") for _ in range(s.P)]
+            init = reference.init_params if s.kind == "standard" else base.init_params
+            members = [init(s.K, s.dim, self.rng) for _ in range(s.P)]
             params = members[0] if s.population is None else {k: np.stack([m[k] for m in members])
                                                               for k in param_keys(members[0])}
         self.prepare(params)
@@ -329,15 +330,15 @@ class Run:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             reference.fit(self.checked if self.frame is None else self.frame, s.K, s.steps, s.batch_size,
                           lr=s.lr, anneal_steps=s.anneal_steps, rng=self.rng, lr_final=s.lr_final, dim=s.dim,
-                          callback=self.after_step, gradient=s.gradient, params=self.members,
+                          callback=self.after_step, params=self.members,
                           objective=self.loss_and_gradient, adam=self.adam, start=self.t,
                           shape=(s.P, s.batch_size, s.dim))
         self.report.close()
 
-    def loss_and_gradient(self, p, z0, target, beta, gradient):
+    def loss_and_gradient(self, p, z0, target, beta):
         """The engine's loss and gradient, checked before Adam may use them."""
         self.checked.nonfinite = None            # (what the mode search met is not this step's)
-        losses, grads = self.step_fn(p, z0, target, beta, gradient)
+        losses, grads = self.step_fn(p, z0, target, beta, self.s.gradient)
         # One check of everything: a NaN or ±inf anywhere makes the sum non-finite.
         if not math.isfinite(float(losses.sum() + sum(g.sum() for g in grads.values()))):
             self.diverged(self.not_finite())
@@ -387,7 +388,7 @@ class Run:
 
     def write_checkpoint(self):
         save_checkpoint(self.s.checkpoint, self.params, {k: m[0] for k, m in self.adam.m.items()},
-                        {k: v[0] for k, v in self.adam.v.items()}, self.adam.t, self.history, self.rng,
+                        {k: v[0] for k, v in self.adam.v.items()}, self.adam.tau, self.history, self.rng,
                         dict(self.s.record, step=self.t),
                         None if self.frame is None else (self.frame.center, self.frame.R))
 
@@ -502,8 +503,10 @@ class BestKeeper:
 
 
 def _reference_step(members, z0, target, beta, gradient):
-    """The loss and gradient of each member through reference.reverse_kl, one member at a time."""
-    results = [reference.reverse_kl({k: v[p] for k, v in members.items()}, z0[p], target, beta, gradient)
+    """The loss and gradient of each member through the lesson's reverse_kl, one member at a time:
+    reference.py's, base.py's for a flow with a base, path_gradient.py's for gradient="path"."""
+    lesson = path_gradient if gradient == "path" else base if "mu" in members else reference
+    results = [lesson.reverse_kl({k: v[p] for k, v in members.items()}, z0[p], target, beta)
                for p in range(z0.shape[0])]
     losses = np.array([loss for loss, _ in results])
     return losses, {k: np.stack([g[k] for _, g in results]) for k in members}
@@ -593,6 +596,6 @@ def _resume(path, s, adam, history):
     if not isinstance(adam_t, int) or isinstance(adam_t, bool) or adam_t != start:
         raise ValueError(f"resume: the checkpoint {path!r} records Adam's step count {adam_t!r} after "
                          f"{start} steps; they must be equal")
-    adam.m, adam.v, adam.t = m, v, adam_t
+    adam.m, adam.v, adam.tau = m, v, adam_t
     history.update(saved_history)
     return params, rng, start, frame

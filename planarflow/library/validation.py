@@ -23,7 +23,7 @@ import numpy as np
 from .differences import EPS, central_gradient, forward_gradient, warn_numerical
 
 PARAM_KEYS = ("u", "w", "b")
-BASE_KEYS = ("mu", "log_sigma", "lower")      # the learnable base x = μ + L·z (reference.py §5)
+BASE_KEYS = ("mu", "log_sigma", "lower")      # the learnable base x = μ + A·z (base.py)
 MAX_LOG_SIGMA = 230.0     # |log σ| of the base: σ within about 1e±100, like every other entry
 MIN_WTU = -700.0          # wᵀu below this: numerically singular (see above)
 MIN_W_NORM = 1e-50        # ‖w‖ below this: û = u + c·w with c ~ 1/‖w‖² overflows
