@@ -18,6 +18,9 @@ The package, read bottom to top as data flows (tests/test_layout.py keeps every 
     reference.py     THE METHOD, in one file a teacher can copy (and open as a notebook): û and its
                      backward, the planar layer, the flow, U₁, reverse KL and its gradient, Adam,
                      the training loop. Imports NumPy only. Read it first; it is the code that runs.
+    base.py, path_gradient.py
+                     lessons beside it: a learnable base after the layers, and the path-derivative
+                     gradient — each with a run that shows what it is for.
     targets.py, inverse.py, diagnostics.py, gradcheck.py, figure3.py
                      the rest of the lesson, one idea a file: U₂–U₄ and the box wall; the numerical
                      inverse, hence the exact density anywhere; log Z, the KL, importance sampling
@@ -40,7 +43,7 @@ the other way round; the lab imports both. So copying the lesson needs nothing e
 
 ``import planarflow as pf`` gives the lesson's functions with their arguments checked
 (library/api.py): each checks, then calls the plain function of the same name, looked up when
-called — so an edit of reference.py changes what pf.reverse_kl, pf.sample, pf.log_prob,
+called — so an edit of a lesson file changes what pf.reverse_kl, pf.sample, pf.log_prob,
 pf.kl_divergence and pf.fit compute.
 """
 

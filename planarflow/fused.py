@@ -35,10 +35,10 @@ Backward. With gz_k = ∂L/∂z_k = ∂L/∂z_e + Σ_{k<j≤e} w_j·ga_j (refere
 dz = dy + ga·wᵀ, unrolled through the block) and κ_k = −2·dlogdet·s_k the log-det's part
 (dlogdet = ∂L/∂log D_k is one number for every layer and sample, −1/N),
 
-    ga_k = h'_k·(gz_kᵀû_k + κ_k·t_k/D_k) = h'_k·(R_k + Σ_{k<j≤e} (w_jᵀû_k)·ga_j),
-    R_k = û_kᵀ·∂L/∂z_e + κ_k·t_k/D_k,
+    ga_k = h'_k·(gz_kᵀû_k + κ_k·t_k/D_k) = h'_k·(Q_k + Σ_{k<j≤e} (w_jᵀû_k)·ga_j),
+    Q_k = û_kᵀ·∂L/∂z_e + κ_k·t_k/D_k,
 
-computed for k = e..s in a buffer GA that starts as R, the same way. Then, with
+computed for k = e..s in a buffer GA that starts as Q, the same way. Then, with
 Ω = GA_b·T_bᵀ (Ω_jk = Σₙ ga_j·t_k) and Ω_< its strictly lower part,
 
     ∂L/∂û_k = Σₙ gz_k·t_k     = (T_b·∂L/∂z_e + Ω_<ᵀ·W_b)_k
@@ -89,13 +89,13 @@ class Layout:
     call, so the views are made once). Rows are layers k = 1..K at index k − 1; the layers are
     cut into blocks of at most BLOCK, rows s..e−1.
 
-        T, t2, hp, D, GA     (P, K, N)       E then t_k;  t_k² (later κ_k·t_k/D_k);  h'_k;  D_k;  R then ga_k
+        T, t2, hp, D, GA     (P, K, N)       E then t_k;  t_k² (later κ_k·t_k/D_k);  h'_k;  D_k;  Q then ga_k
         C, B                 (P, K, K)       [M | 1] within each block, and its backward counterpart
         Z                    (n + 1, P, N, d) z at each block's start (Z[0] = z₀) and z_K
         Gz                   (P, N, d)       ∂L/∂z at the current block's end
         e                    (P, 1, N)       scratch for one layer
-        HD, R2, Cs, S, G                     the path score (fused_score): h'_k/D_k, 2t_k·s_k/D_k, R then
-                                             c_k, [−û_kᵀw_j | 1] within each block, φ at a block's end
+        HD, R2, Cs, S, G                     the path score (fused_score): h'_k/D_k, 2t_k·s_k/D_k, Q then
+                                             λ_k, [−û_kᵀw_j | 1] within each block, φ at a block's end
     """
 
     def __init__(self, P, K, d, N):
@@ -215,9 +215,9 @@ def fused_backward(dzK, dlogdet, cache):
         GA_b, T_b = GA[:, s:e_], T[:, s:e_]
         np.matmul(u_hat[:, s:e_], Gz.transpose(0, 2, 1), out=GA_b)      # û_kᵀ·∂L/∂z_e
         if dlogdet:
-            GA_b += kappa_t_D[:, s:e_]                                    # R_k
+            GA_b += kappa_t_D[:, s:e_]                                    # Q_k
         for b_row, ga_from, e, hp_k, ga in lay.backward_views[i]:        # k = e..s
-            product(b_row, ga_from, e)                   # R_k + Σ_{k<j<e} (w_jᵀû_k)·ga_j
+            product(b_row, ga_from, e)                   # Q_k + Σ_{k<j<e} (w_jᵀû_k)·ga_j
             multiply(e, hp_k, ga)                        # ga_k
         Om = np.matmul(GA_b, T_b.transpose(0, 2, 1))     # Ω_jk = Σₙ ga_j·t_k
         Om *= lay.lower[s:e_, s:e_]                      # Ω_<
@@ -232,12 +232,12 @@ def fused_backward(dzK, dlogdet, cache):
 
 def fused_score(z0, cache):
     """φ_K = ∇ log q_K(z_K) along the sample path (path_gradient.path_score for each member), in
-    the blocks of the forward pass. path_gradient.py's recursion φ_k = φ_{k−1} + ξ_k·w_k has z's
-    structure, φ_k = φ_s + Σ_{s<j≤k} ξ_j·w_j, so within a block
+    the blocks of the forward pass. path_gradient.py's recursion φ_k = φ_{k−1} + λ_k·w_k has z's
+    structure, φ_k = φ_s + Σ_{s<j≤k} λ_j·w_j, so within a block
 
-        ξ_k = (h'_k/D_k)·(2t_k·s_k/D_k − û_kᵀφ_s − Σ_{s<j<k} (û_kᵀw_j)·ξ_j)
+        λ_k = (h'_k/D_k)·(2t_k·s_k/D_k − û_kᵀφ_s − Σ_{s<j<k} (û_kᵀw_j)·λ_j)
 
-    runs on rows of N numbers — a buffer row starts as R_k = 2t_k·s_k/D_k − û_kᵀφ_s and row k
+    runs on rows of N numbers — a buffer row starts as Q_k = 2t_k·s_k/D_k − û_kᵀφ_s and row k
     of [−û_kᵀw_j | 1] turns it into the bracket, as in the forward pass — and the block's end is
     one product, φ_e = φ_s + C_bᵀ·W_b. Returns φ_K (P, N, d), a view of the workspace."""
     lay, u_hat, sp, w = cache
@@ -253,11 +253,11 @@ def fused_score(z0, cache):
     for i, (s, e_) in enumerate(lay.blocks):
         C_b = Cs[:, s:e_]
         np.matmul(u_hat[:, s:e_], G.transpose(0, 2, 1), out=C_b)          # û_kᵀφ_s
-        np.subtract(R2[:, s:e_], C_b, out=C_b)                            # R_k
+        np.subtract(R2[:, s:e_], C_b, out=C_b)                            # Q_k
         for row, c_upto, e, hd, c in lay.score_views[i]:
-            product(row, c_upto, e)                      # R_k − Σ_j (û_kᵀw_j)·c_j
-            multiply(e, hd, c)                           # c_k
-        G += np.matmul(C_b.transpose(0, 2, 1), w[:, s:e_])                # φ_e = φ_s + Σ c_k·w_k
+            product(row, c_upto, e)                      # Q_k − Σ_j (û_kᵀw_j)·λ_j
+            multiply(e, hd, c)                           # λ_k
+        G += np.matmul(C_b.transpose(0, 2, 1), w[:, s:e_])                # φ_e = φ_s + Σ λ_k·w_k
     return G
 
 

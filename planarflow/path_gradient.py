@@ -34,7 +34,7 @@ except ImportError:
 #           = φ_{k−1} + w·[(2t·h′·s/D)·(1 − h′s/D) − (h′/D)·ûᵀφ_{k−1}]
 #           = φ_{k−1} + w·(h′/D)·(2t·s/D − ûᵀφ_{k−1})        since 1 − h′s/D = 1/D (D = 1 + h′s)
 #
-# so φ₀ = −z₀ (∇ log N(0, I)) and φ_k = φ_{k−1} + ξ_k·w_k, ξ_k = (h′/D)·(2t·s/D − ûᵀφ_{k−1}): one
+# so φ₀ = −z₀ (∇ log N(0, I)) and φ_k = φ_{k−1} + λ_k·w_k, λ_k = (h′/D)·(2t·s/D − ûᵀφ_{k−1}): one
 # dot product a layer, along the path, no inverse. After a base x = μ + A·z_K (base.py), ∇ₓ log q =
 # A⁻ᵀ·φ_K: solve Aᵀ·φₓ = φ_K.
 
@@ -47,8 +47,8 @@ def path_score(params, z0):
         a = z @ w + b                                # layer k's a, t, h′, D, as reference.py §3
         t, hp = np.tanh(a), ref.tanh_derivative(a)
         D = t * t + hp * sp_k
-        xi = hp / D * (2.0 * t * (sp_k - 1.0) / D - phi @ u_hat_k)        # ξ_k   (N,)
-        phi = phi + xi[:, None] * w
+        lam = hp / D * (2.0 * t * (sp_k - 1.0) / D - phi @ u_hat_k)       # λ_k   (N,)
+        phi = phi + lam[:, None] * w
         z = z + t[:, None] * u_hat_k
     if "mu" in params:                               # after the base: Aᵀ·φₓ = φ_K
         A = base.base_matrix(params["log_sigma"], params["lower"])

@@ -80,7 +80,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     steps : int ≥ 1, number of Adam steps
     batch_size : int ≥ 1, fresh N(0, I) samples per step
     lr : float > 0, Adam's learning rate (the start of the schedule when lr_final is given)
-    anneal_steps : int ≥ 0 or None; β_t = min(1, 0.01 + t/anneal_steps), β = 1 when 0 or None
+    anneal_steps : int ≥ 0 or None; β_τ = min(1, 0.01 + τ/anneal_steps) at step τ, β = 1 when 0 or None
     rng : seed or Generator; the only source of randomness (initial parameters and noise)
     start : where the flow starts.
         "mode": at the Laplace approximation N(x*, H⁻¹) at a mode x* of U, found by Newton's
