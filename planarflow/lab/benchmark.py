@@ -2,7 +2,7 @@
 batch and the dimension d, the step against a jitted JAX step (when JAX is installed), and the
 demo end to end.
 
-    python -m planarflow benchmark                 # about five minutes
+    python -m planarflow benchmark                 # every section below; each prints its numbers
     python -m planarflow benchmark --no-demo       # the step timings only
     python -m planarflow benchmark --posteriors    # real posteriors against their exact answers
     python -m planarflow benchmark --placement     # where the learnable base goes, measured
@@ -238,20 +238,23 @@ def main(argv=None):
     parser.add_argument("--steps", type=_at_least(10), help="timed steps per configuration (at least 10; default 300)")
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--placement", action="store_true",
-                      help="only the measurement of where the learnable base goes (about a minute)")
+                      help="only the measurement of where the learnable base goes")
     only.add_argument("--posteriors", action="store_true",
-                      help="only the real posteriors against their exact answers (about three minutes)")
+                      help="only the real posteriors against their exact answers")
     args = parser.parse_args(argv)
     if (args.placement or args.posteriors) and (args.no_demo or args.steps is not None):
         parser.error(f"{'--no-demo' if args.no_demo else '--steps'}: only for the step timings; "
                      f"{'--placement' if args.placement else '--posteriors'} runs fits of its own")
     args.steps = 300 if args.steps is None else args.steps
+    began = time.perf_counter()
     if args.posteriors:
         _single_threaded_blas(sys.argv[1:] if argv is None else argv)
         posterior_table()
+        say(f"({time.perf_counter() - began:.0f} s in all)")
         return
     if args.placement:
         print_placement()
+        say(f"({time.perf_counter() - began:.0f} s in all)")
         return
     _single_threaded_blas(sys.argv[1:] if argv is None else argv)
     rounds = 3

@@ -122,7 +122,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m planarflow refresh-readme",
         description="Regenerate the numbers and pictures of README.md and docs/ (run from the repository's top "
-                    "folder; about forty minutes): every generated block, the code the pages show, the figures "
+                    "folder; it runs every command the pages name, the six-seed experiments taking most of "
+                    "the time): every generated block, the code the pages show, the figures "
                     "in docs/, the lesson's notebook, and the code fingerprint that tests/test_readme.py checks.")
     parser.add_argument("blocks", nargs="*", metavar="BLOCK",
                         help=f"regenerate only these blocks ({', '.join(BLOCKS)}, or notebook: the "
