@@ -47,7 +47,10 @@ class TrainingDiverged(RuntimeError):
     history : dict             loss, beta and lr of every completed step
     params : dict              the best parameters seen by the smoothed loss at β = 1 (fit's rule
                                for what it returns), or the last valid ones when no such loss exists yet
-    last_params : dict         the last valid parameters (those the failing step started from)
+    last_params : dict         the last valid parameters: the last at which the loss and its gradient
+                               were finite — those the step before the failing one started from when
+                               the failing step's loss or gradient was not finite, those the failing
+                               step started from when its update left the parameters' domain
     """
 
     def __init__(self, message, step, history, params, last_params=None):
