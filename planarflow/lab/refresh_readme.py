@@ -23,17 +23,17 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # name -> (the page that holds the block, the command whose output fills it, run from ROOT)
-BLOCKS = {
+BLOCKS = {   # timed blocks first (run them on a quiet machine), then the long experiments
     "demo": ("README.md", ["python", "demo.py", "--out", "docs/figure3.png"]),
-    "own-density": ("README.md", ["python", "docs/own_density.py"]),
-    "spread": ("docs/recipe.md", ["python", "-m", "planarflow", "experiment", "--seeds", "0", "1", "2", "3", "4", "5"]),
     "benchmark": ("docs/recipe.md", ["python", "-m", "planarflow", "benchmark"]),
+    "posteriors": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--posteriors"]),
+    "placement": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--placement"]),
+    "own-density": ("README.md", ["python", "docs/own_density.py"]),
+    "eight-schools": ("docs/researchers.md", ["python", "docs/eight_schools.py"]),
+    "exercises": ("docs/exercises.md", ["python", "-m", "planarflow", "exercises"]),
+    "spread": ("docs/recipe.md", ["python", "-m", "planarflow", "experiment", "--seeds", "0", "1", "2", "3", "4", "5"]),
     "kl-vs-k": ("docs/kl-vs-k.md", ["python", "-m", "planarflow", "experiment", "--kl-vs-k", "--recipe", "planarflow",
                                     "reference", "--seeds", "0", "1", "2", "--out", "docs/kl_vs_k.png"]),
-    "exercises": ("docs/exercises.md", ["python", "-m", "planarflow", "exercises"]),
-    "placement": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--placement"]),
-    "posteriors": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--posteriors"]),
-    "eight-schools": ("docs/researchers.md", ["python", "docs/eight_schools.py"]),
 }
 
 # name -> (the page, a file whose code, after its docstring, the page shows in the block)
