@@ -121,7 +121,7 @@ def build_parser():
     p.add_argument("--engine", choices=("fused", "reference"), default="fused",
                    help="fused (default): the fast engine; reference: every step through "
                         "planarflow/reference.py, the code you read and edit — the same numbers to "
-                        "rounding, about three times slower (python -m planarflow benchmark measures it)")
+                        "rounding, about five times slower (python -m planarflow benchmark measures it)")
     p.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=2, help="processes (default: 2)")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     return p
