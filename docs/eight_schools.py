@@ -36,7 +36,7 @@ post = pf.posterior(params, target, 20_000, rng=1, names=names)
 print(post)
 
 # The exact posterior, by quadrature over (μ, log τ) with the η integrated out analytically:
-from planarflow.library.posteriors import eight_schools  # noqa: E402
+from planarflow.lab.posteriors import eight_schools  # noqa: E402
 
 _, mean, sd = eight_schools()
 raw = pf.sample(params, 20_000, rng=1)[0]

@@ -304,5 +304,6 @@ def test_keep_best_false_returns_the_last_parameters_as_a_plain_loop_does():
     target = pf.Target(2, energy_and_grad=energy_and_grad)
     with warnings.catch_warnings():
         warnings.simplefilter("error", pf.FitWarning)          # no warning: nothing was swapped
-        params, history = pf.fit(target, 2, 600, 64, rng=0, progress=False, start="standard", keep_best=False)
+        params, history = pf.fit(target, 2, 600, 64, rng=0, progress=False, start="standard", keep_best=False,
+                                 stop="steps")
     assert history["returned_step"] == 600
