@@ -1,7 +1,7 @@
 """The benchmark's second peer: NumPyro's NUTS on the posteriors of lab/posteriors.py, run as a
-researcher would — the potential energy written in JAX (jitted, float64), two chains of 1000
-warm-up and 1000 kept draws from the origin — and timed from the call to the draws, compilation
-included. An optional extra (``pip install -e ".[compare]"``); nothing else in planarflow needs it.
+researcher would — the potential energy written in JAX (jitted, float64), four chains (Stan's and
+PyMC's default) of 1000 warm-up and 1000 kept draws from the origin, one chain after another —
+and timed from the call to the draws, compilation included. An optional extra (``pip install -e ".[compare]"``); nothing else in planarflow needs it.
 """
 
 import time
@@ -57,7 +57,7 @@ def potential(model):
     return U
 
 
-def nuts(target, seed=0, warmup=1000, draws=1000, chains=2):
+def nuts(target, seed=0, warmup=1000, draws=1000, chains=4):
     """NUTS on ``target``: (seconds from the call to the draws, the draws (chains·draws, d))."""
     import jax
 

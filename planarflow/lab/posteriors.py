@@ -224,8 +224,10 @@ def logistic(seed=0, energy_only=False, n=300, draws=400_000):
 
     def energy_and_grad(z):
         eta = z @ X.T                                                        # (N, n)
-        U = (np.logaddexp(0.0, eta) - y * eta).sum(axis=1) + (z * z).sum(axis=1) / 50.0
-        return U, (1.0 / (1.0 + np.exp(-eta)) - y) @ X + z / 25.0
+        e = np.exp(-np.abs(eta))                   # one exponential for softplus(η) and logistic(η)
+        U = (np.maximum(eta, 0.0) + np.log1p(e) - y * eta).sum(axis=1) + (z * z).sum(axis=1) / 50.0
+        logistic = np.where(eta >= 0.0, 1.0, e) / (1.0 + e)
+        return U, (logistic - y) @ X + z / 25.0
 
     target = (Target(4, lambda z: energy_and_grad(z)[0], name="logistic regression") if energy_only else
               Target(4, energy_and_grad=energy_and_grad, name="logistic regression"))
