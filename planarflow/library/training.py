@@ -32,7 +32,7 @@ from .validation import (BASE_KEYS, MAX_ENTRIES, PARAM_KEYS, CheckedTarget, as_a
                          check_params, check_size, has_gradient, make_rng, param_domain_violation, param_keys,
                          target_dim)
 
-ENGINES = ("reference", "fused")
+ENGINES = ("auto", "reference", "fused")
 GRADIENTS = ("full", "path")
 STARTS = ("auto", "mode", "standard")
 STOPS = ("auto", "converged", "steps")
@@ -74,7 +74,7 @@ class FitWarning(UserWarning):
 
 def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, params=None,
         lr_final=None, progress=True, callback=None, checkpoint=None, checkpoint_every=1000,
-        resume=None, label=None, population=None, dim=None, engine="reference", start="auto", x0=None,
+        resume=None, label=None, population=None, dim=None, engine="auto", start="auto", x0=None,
         gradient="full", keep_best=True, stop="auto", blas_threads=1):
     """Fit a K-layer planar flow to ``target`` by minimising the reverse KL with Adam.
 
@@ -124,9 +124,11 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         parameter on its own, so this is exactly P separate runs; with engine="fused" one NumPy
         call serves all P flows. Not combined with checkpoint or resume.
     dim : the dimension d, if the target has no ``dim`` (or to confirm it)
-    engine : "reference" (default): every step runs planarflow/reference.py's functions, the
-        code a student reads and edits; "fused": planarflow/fused.py, the same numbers to
-        rounding, several times faster.
+    engine : "reference": every step runs planarflow/reference.py's functions, the code a student
+        reads and edits; "fused": planarflow/fused.py, the same numbers to rounding, two to six
+        times faster; "auto" (default): "reference" for the paper's U1–U4 (the lesson's own
+        calls, so that a student who edits reference.py sees the effect), "fused" for any other
+        target (a researcher's). A resumed run left at "auto" keeps its checkpoint's engine.
     gradient : "full" (default) or "path": the path-derivative estimator ("sticking the landing",
         path_gradient.py) — the same expected gradient, with the score term's noise dropped, so
         that the gradient's variance vanishes as the flow reaches the target.
@@ -137,7 +139,7 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     stop : "converged": stop once the loss has stopped falling beyond its own noise (below), with
         ``steps`` the most it may take; "steps": take every one of them; "auto" (default):
         "steps" for the paper's U1–U4 (their figure is a fixed recipe's) and for a population,
-        "converged" for any other target.
+        "converged" for any other target. A resumed run left at "auto" keeps its checkpoint's rule.
     blas_threads : int ≥ 1 or None (default 1): NumPy's BLAS threads while the fit runs, restored
         after it (library/threads.py: one thread is fastest for a fit's small products, and much
         faster on a busy machine); None leaves them as they are.
@@ -201,7 +203,10 @@ class Settings:
         for flag, value, allowed in (("engine", engine, ENGINES), ("gradient", gradient, GRADIENTS)):
             if not isinstance(value, str) or value not in allowed:
                 raise ValueError(f"{flag}: expected one of {list(allowed)}, got {value!r}")
-        self.engine, self.gradient = engine, gradient
+        paper = getattr(target, "paper_figure", False) is True
+        self.engine_given = engine != "auto"
+        self.engine = engine if self.engine_given else "reference" if paper else "fused"
+        self.gradient = gradient
         self.dim = dim = target_dim(target, dim)
         self.K = as_int(K, "K", maximum=MAX_ENTRIES)
         self.steps = as_int(steps, "steps", maximum=MAX_STEPS)
@@ -235,12 +240,13 @@ class Settings:
             raise ValueError(f"stop: expected one of {list(STOPS)}, got {stop!r}")
         if stop == "converged" and self.population is not None:
             raise ValueError("stop: 'converged' is for a single flow; a population takes its steps")
+        self.stop_given = stop != "auto"
         if stop == "auto":
-            stop = "steps" if getattr(target, "paper_figure", False) or self.population is not None else "converged"
+            stop = "steps" if paper or self.population is not None else "converged"
         self.stop = stop
         self.record = {"K": self.K, "dim": dim, "batch_size": self.batch_size, "lr": self.lr,
                        "lr_final": self.lr_final, "anneal_steps": self.anneal_steps, "steps": self.steps,
-                       "engine": engine, "gradient": gradient, "target": target_identity(target),
+                       "engine": self.engine, "gradient": gradient, "target": target_identity(target),
                        "start": "Mode" if self.mode is not None else start,
                        "x0": None if self.x0 is None else self.x0.tolist(), "stop": stop}
 
@@ -671,8 +677,10 @@ def _resume(path, s, adam, history):
     (params, rng, the start step, the frame (x*, R) or None, (the anneal the run used, why it
     stopped or None, the keeper's state or None))."""
     params, m, v, saved_history, meta, frame, best = load_checkpoint(path)
-    for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps", "engine", "gradient", "target"):
-        if meta.get(key, "full" if key == "gradient" else None) != s.record[key]:
+    _adopt_choices(s, meta)
+    for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps", "engine", "gradient", "target",
+                "stop"):
+        if meta.get(key, {"gradient": "full", "stop": "steps"}.get(key)) != s.record[key]:
             raise ValueError(
                 f"resume: the checkpoint {path!r} was written by a run with {key} = {meta.get(key)!r}, "
                 f"this call has {key} = {s.record[key]!r}; resume with the same settings")
@@ -708,6 +716,16 @@ def _resume(path, s, adam, history):
     adam.m, adam.v, adam.tau = m, v, adam_t
     history.update(saved_history)
     return params, rng, start, frame, _run_state(path, meta, best, start)
+
+
+def _adopt_choices(s, meta):
+    """The engine and stopping rule a resumed run left at "auto" takes from its checkpoint (a
+    checkpoint written before the rule existed took all its steps)."""
+    for key, given, allowed in (("engine", s.engine_given, ENGINES[1:]), ("stop", s.stop_given, STOPS[1:])):
+        saved = meta.get(key, "steps" if key == "stop" else None)
+        if not given and saved in allowed:          # (a population is never checkpointed)
+            setattr(s, key, saved)
+            s.record[key] = saved
 
 
 def _run_state(path, meta, best, start):
