@@ -200,10 +200,10 @@ def posterior_table():
     from .posteriors import eight_schools, judge, regression
     from ..library.training import fit
 
-    say("fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(params, target, 20 000):")
+    say("fit(target, 16, 3000, 512, rng=0), then posterior(params, target, 20 000):")
     say("errors against the exact posterior — means in posterior sds, sds relative — for the")
     say("reweighted estimate and, in brackets, for the flow's draws as they are")
-    say("  posterior              gradient     fit (s)     k̂   mean error        sd error")
+    say("  posterior              gradient     fit (s)  steps     k̂   mean error        sd error")
     for energy_only in (False, True):
         cases = [("eight schools", *eight_schools(energy_only=energy_only))]
         cases += [(f"regression, {c}", *regression(c, energy_only=energy_only)[:3])
@@ -212,13 +212,14 @@ def posterior_table():
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                params, _ = fit(target, 16, 3000, 512, anneal_steps=1000, rng=0, progress=False)
+                params, history = fit(target, 16, 3000, 512, rng=0, progress=False)
                 seconds = time.perf_counter() - start
                 post = posterior(params, target, 20_000, rng=1)
             raw = sample(params, 20_000, rng=1)[0]
             dm, ds = judge(post, mean, sd)
             rm, rs = np.max(np.abs(raw.mean(axis=0) - mean) / sd), np.max(np.abs(raw.std(axis=0) / sd - 1))
-            say(f"  {name:22} {'differences' if energy_only else 'by hand':11} {seconds:8.1f}  {post.k_hat:5.2f}"
+            say(f"  {name:22} {'differences' if energy_only else 'by hand':11} {seconds:8.1f}  "
+                f"{int(history['steps_taken']):5d}  {post.k_hat:5.2f}"
                   f"   {dm:.3f} ({rm:.3f})   {ds:.3f} ({rs:.3f})")
 
 
@@ -290,20 +291,22 @@ def print_versus_nuts(seeds=(0, 1, 2)):
 
     say("Time to a right answer (every mean within 0.1 posterior sd of the truth, every sd within 10%,")
     say("and for planarflow k̂ ≤ 0.7), seconds; planarflow: fit(target, 16, 3000, 512, rng=seed), then")
-    say("posterior(params, target, 20 000) — on the default (reference) engine, and with engine=\"fused\";")
-    say("NUTS: NumPyro, 4 chains × (1000 warm-up + 1000 draws) from the origin, compilation included.")
-    say(f"  {'posterior':26} {'d':>3}  {'reference engine, seeds ' + ','.join(map(str, seeds)):>30}  "
-        f"{'fused engine':>22}  {'steps':>15}  {'NUTS':>12}")
-    totals = {"reference": [], "fused": [], "nuts": []}
+    say("posterior(params, target, 20 000) — as called (the fused engine, fit's default for your target),")
+    say("and with engine=\"reference\" (the lesson's code); NUTS: NumPyro, 4 chains × (1000 warm-up +")
+    say("1000 draws) from the origin, one after another, compilation included.")
+    say(f"  {'posterior':26} {'d':>3}  {'as called, seeds ' + ','.join(map(str, seeds)):>22}  "
+        f"{'steps taken':>16}  {'engine=reference':>22}  {'NUTS':>12}")
+    totals = {"fused": [], "reference": [], "nuts": []}
     for name, target, mean, sd in benchmark_set():
         cells = {}
-        for engine in ("reference", "fused"):
+        for engine in ("fused", "reference"):
             cells[engine] = []
             for seed in seeds:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     start = time.perf_counter()
-                    params, history = fit(target, 16, 3000, 512, rng=seed, progress=False, engine=engine)
+                    params, history = fit(target, 16, 3000, 512, rng=seed, progress=False,
+                                          **({} if engine == "fused" else {"engine": engine}))
                     post = posterior(params, target, 20_000, rng=seed + 10)
                     seconds = time.perf_counter() - start
                 dm, ds = judge(post, mean, sd)
@@ -322,22 +325,22 @@ def print_versus_nuts(seeds=(0, 1, 2)):
         def row(cs):
             return " ".join(f"{t:5.1f}{'' if ok else '!'}" for t, ok, _ in cs)
 
-        say(f"  {name:26} {target.dim:3d}  {row(cells['reference']):>30}  {row(cells['fused']):>22}  "
-            f"{','.join(str(n) for _, _, n in cells['fused']):>15}  {nuts_cell}")
-    for engine in ("reference", "fused", "nuts"):
+        say(f"  {name:26} {target.dim:3d}  {row(cells['fused']):>22}  "
+            f"{','.join(str(n) for _, _, n in cells['fused']):>16}  {row(cells['reference']):>22}  {nuts_cell}")
+    for engine, what in (("fused", "as called"), ("reference", "engine=reference"), ("nuts", "NUTS")):
         if totals[engine]:
             t = np.array([x for x, _ in totals[engine]])
-            say(f"  {engine:>9}: right in {sum(ok for _, ok in totals[engine])} of {len(t)}, median {np.median(t):.1f} s, "
+            say(f"  {what:>16}: right in {sum(ok for _, ok in totals[engine])} of {len(t)}, median {np.median(t):.1f} s, "
                 f"longest {t.max():.1f} s")
     if totals["nuts"]:
         per = np.array([x for x, _ in totals["nuts"]])
-        for engine in ("reference", "fused"):
+        for engine in ("fused", "reference"):
             mine = np.array([x for x, _ in totals[engine]]).reshape(len(per), -1).max(axis=1)
-            say(f"  {engine} engine's slowest seed over NUTS, per posterior: "
+            say(f"  {'as called' if engine == 'fused' else 'engine=reference'}, the slowest seed over NUTS, per posterior: "
                 + ", ".join(f"{r:.2f}" for r in mine / per) + f" (at most {np.max(mine / per):.2f})")
     if not peer_nuts.available():
         say("  (NumPyro is not installed here: pip install -e .[compare] adds it, for this comparison only)")
-    say("  (! marks a run that is not right; steps: where each fused run stopped, as converged)")
+    say("  (! marks a run that is not right; steps taken: where each run as called stopped, converged)")
 
 
 def print_stopping():
