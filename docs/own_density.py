@@ -21,6 +21,6 @@ def energy_and_grad(z):
 
 target = pf.Target(2, energy_and_grad=energy_and_grad, name="poisson regression")
 print(pf.check_target(target, rng=0))                 # the hand gradient against differences
-params, history = pf.fit(target, K=8, steps=2000, batch_size=256, rng=1, progress=False)
+params, history = pf.fit(target, 16, 3000, 512, rng=1, progress=False)   # stops once converged
 post = pf.posterior(params, target, 20_000, rng=2, names=["a", "b"])
 print(post)                                           # PSIS-weighted; warns if k̂ > 0.7

@@ -25,8 +25,9 @@ The package, read bottom to top as data flows (tests/test_layout.py keeps every 
                      the rest of the lesson, one idea a file: U₂–U₄ and the box wall; the numerical
                      inverse, hence the exact density anywhere; log Z, the KL, importance sampling
                      and PSIS's k̂; central differences; the paper's Figure 3 from the lesson alone.
-    fused.py         the fast engine: reference.py's arithmetic arranged for speed, chosen by
-                     fit(..., engine="fused") and tied to reference.py by tests to rounding.
+    fused.py         the fast engine: reference.py's arithmetic arranged for speed, what fit runs
+                     for a target of your own (engine="auto"; engine="fused" for any target) and
+                     tied to reference.py by tests to rounding.
 
     library/         what a researcher calls: the lesson's functions with their arguments checked
                      (api.py), fit and its run (training.py), the start at the mode (mode.py),

@@ -320,7 +320,7 @@ def test_a_fit_whose_loss_rises_just_past_the_margin_returns_its_best(offset, ro
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, history = pf.fit(target, 2, 1000, 64, lr=1e-12, rng=0, params=identity, progress=False,
+        _, history = pf.fit(target, 2, 1000, 64, lr=1e-12, rng=0, params=identity, progress=False, stop="steps",
                             callback=shift)
     assert np.ptp(history["loss"][:400]) < 1e-9
     assert any(issubclass(w.category, pf.FitWarning) for w in caught) == rolled_back

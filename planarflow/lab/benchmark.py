@@ -6,6 +6,8 @@ demo end to end.
     python -m planarflow benchmark --no-demo       # the step timings only
     python -m planarflow benchmark --posteriors    # real posteriors against their exact answers
     python -m planarflow benchmark --placement     # where the learnable base goes, measured
+    python -m planarflow benchmark --versus-nuts   # eight posteriors: planarflow and NumPyro's NUTS
+    python -m planarflow benchmark --stopping      # when stopping early would be wrong; BLAS threads
 
 One training step is what ``fit`` does each step: draw the noise, compute the loss and its
 gradient, and take an Adam step. It is timed inside ``fit`` through its callback (time between
@@ -198,10 +200,10 @@ def posterior_table():
     from .posteriors import eight_schools, judge, regression
     from ..library.training import fit
 
-    say("fit(target, 16, 3000, 512, anneal_steps=1000), then posterior(params, target, 20 000):")
+    say("fit(target, 16, 3000, 512, rng=0), then posterior(params, target, 20 000):")
     say("errors against the exact posterior — means in posterior sds, sds relative — for the")
     say("reweighted estimate and, in brackets, for the flow's draws as they are")
-    say("  posterior              gradient     fit (s)     k̂   mean error        sd error")
+    say("  posterior              gradient     fit (s)  steps     k̂   mean error        sd error")
     for energy_only in (False, True):
         cases = [("eight schools", *eight_schools(energy_only=energy_only))]
         cases += [(f"regression, {c}", *regression(c, energy_only=energy_only)[:3])
@@ -210,13 +212,14 @@ def posterior_table():
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                params, _ = fit(target, 16, 3000, 512, anneal_steps=1000, rng=0, progress=False)
+                params, history = fit(target, 16, 3000, 512, rng=0, progress=False)
                 seconds = time.perf_counter() - start
                 post = posterior(params, target, 20_000, rng=1)
             raw = sample(params, 20_000, rng=1)[0]
             dm, ds = judge(post, mean, sd)
             rm, rs = np.max(np.abs(raw.mean(axis=0) - mean) / sd), np.max(np.abs(raw.std(axis=0) / sd - 1))
-            say(f"  {name:22} {'differences' if energy_only else 'by hand':11} {seconds:8.1f}  {post.k_hat:5.2f}"
+            say(f"  {name:22} {'differences' if energy_only else 'by hand':11} {seconds:8.1f}  "
+                f"{int(history['steps_taken']):5d}  {post.k_hat:5.2f}"
                   f"   {dm:.3f} ({rm:.3f})   {ds:.3f} ({rs:.3f})")
 
 
@@ -241,10 +244,15 @@ def main(argv=None):
                       help="only the measurement of where the learnable base goes")
     only.add_argument("--posteriors", action="store_true",
                       help="only the real posteriors against their exact answers")
+    only.add_argument("--versus-nuts", action="store_true",
+                      help="only eight posteriors, planarflow's call against NumPyro's NUTS (needs .[compare])")
+    only.add_argument("--stopping", action="store_true",
+                      help="only where stopping at convergence would be wrong, and BLAS threads under load")
     args = parser.parse_args(argv)
-    if (args.placement or args.posteriors) and (args.no_demo or args.steps is not None):
+    only_one = next((f for f in ("placement", "posteriors", "versus_nuts", "stopping") if getattr(args, f)), None)
+    if only_one and (args.no_demo or args.steps is not None):
         parser.error(f"{'--no-demo' if args.no_demo else '--steps'}: only for the step timings; "
-                     f"{'--placement' if args.placement else '--posteriors'} runs fits of its own")
+                     f"--{only_one.replace('_', '-')} runs fits of its own")
     args.steps = 300 if args.steps is None else args.steps
     began = time.perf_counter()
     if args.posteriors:
@@ -252,8 +260,8 @@ def main(argv=None):
         posterior_table()
         say(f"({time.perf_counter() - began:.0f} s in all)")
         return
-    if args.placement:
-        print_placement()
+    if args.placement or args.versus_nuts or args.stopping:    # as a researcher runs them (fit sets its threads)
+        {"placement": print_placement, "versus_nuts": print_versus_nuts, "stopping": print_stopping}[only_one]()
         say(f"({time.perf_counter() - began:.0f} s in all)")
         return
     _single_threaded_blas(sys.argv[1:] if argv is None else argv)
@@ -265,6 +273,132 @@ def main(argv=None):
     print_peer(args.steps)
     if not args.no_demo:
         print_demo()
+
+
+RIGHT = 0.1        # a right answer: every mean within 0.1 posterior sd, every sd within 10%, k̂ ≤ 0.7
+
+
+def print_versus_nuts(seeds=(0, 1, 2)):
+    """planarflow's call on the eight posteriors of lab/posteriors.py — fit and posterior estimate,
+    timed together — against NumPyro's NUTS timed from its call to its draws; each judged against
+    the posterior's independent truth."""
+    import warnings
+
+    from ..library.api import posterior
+    from ..library.training import fit
+    from . import peer_nuts
+    from .posteriors import benchmark_set, judge
+
+    say("Time to a right answer (every mean within 0.1 posterior sd of the truth, every sd within 10%,")
+    say("and for planarflow k̂ ≤ 0.7), seconds; planarflow: fit(target, 16, 3000, 512, rng=seed), then")
+    say("posterior(params, target, 20 000) — as called (the fused engine, fit's default for your target),")
+    say("and with engine=\"reference\" (the lesson's code); NUTS: NumPyro, 4 chains × (1000 warm-up +")
+    say("1000 draws) from the origin, one after another, compilation included.")
+    say(f"  {'posterior':26} {'d':>3}  {'as called, seeds ' + ','.join(map(str, seeds)):>22}  "
+        f"{'steps taken':>16}  {'engine=reference':>22}  {'NUTS':>12}")
+    totals = {"fused": [], "reference": [], "nuts": []}
+    for name, target, mean, sd in benchmark_set():
+        cells = {}
+        for engine in ("fused", "reference"):
+            cells[engine] = []
+            for seed in seeds:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    start = time.perf_counter()
+                    params, history = fit(target, 16, 3000, 512, rng=seed, progress=False,
+                                          **({} if engine == "fused" else {"engine": engine}))
+                    post = posterior(params, target, 20_000, rng=seed + 10)
+                    seconds = time.perf_counter() - start
+                dm, ds = judge(post, mean, sd)
+                right = dm <= RIGHT and ds <= RIGHT and post.k_hat <= 0.7
+                cells[engine].append((seconds, right, int(history["steps_taken"])))
+                totals[engine].append((seconds, right))
+        if peer_nuts.available():
+            seconds, draws = peer_nuts.nuts(target, seed=0)
+            right = (np.max(np.abs(draws.mean(axis=0) - mean) / sd) <= RIGHT
+                     and np.max(np.abs(draws.std(axis=0) / sd - 1)) <= RIGHT)
+            totals["nuts"].append((seconds, right))
+            nuts_cell = f"{seconds:7.1f} {'ok' if right else 'WRONG':>5}"
+        else:
+            nuts_cell = f"{'—':>12}"
+
+        def row(cs):
+            return " ".join(f"{t:5.1f}{'' if ok else '!'}" for t, ok, _ in cs)
+
+        say(f"  {name:26} {target.dim:3d}  {row(cells['fused']):>22}  "
+            f"{','.join(str(n) for _, _, n in cells['fused']):>16}  {row(cells['reference']):>22}  {nuts_cell}")
+    for engine, what in (("fused", "as called"), ("reference", "engine=reference"), ("nuts", "NUTS")):
+        if totals[engine]:
+            t = np.array([x for x, _ in totals[engine]])
+            say(f"  {what:>16}: right in {sum(ok for _, ok in totals[engine])} of {len(t)}, median {np.median(t):.1f} s, "
+                f"longest {t.max():.1f} s")
+    if totals["nuts"]:
+        per = np.array([x for x, _ in totals["nuts"]])
+        for engine in ("fused", "reference"):
+            mine = np.array([x for x, _ in totals[engine]]).reshape(len(per), -1).max(axis=1)
+            say(f"  {'as called' if engine == 'fused' else 'engine=reference'}, the slowest seed over NUTS, per posterior: "
+                + ", ".join(f"{r:.2f}" for r in mine / per) + f" (at most {np.max(mine / per):.2f})")
+    if not peer_nuts.available():
+        say("  (NumPyro is not installed here: pip install -e .[compare] adds it, for this comparison only)")
+    say("  (! marks a run that is not right; steps taken: where each run as called stopped, converged)")
+
+
+def print_stopping():
+    """Where stopping at convergence would be wrong: the paper's targets (non-convex, slow, with
+    plateaus) stopped against the same run taken to 6000 steps; a slow drift; an anneal not over;
+    and a fit's BLAS threads on a busy machine."""
+    import subprocess
+    import warnings
+
+    from ..library.api import get_target, kl_divergence
+    from ..library.training import fit
+    from .posteriors import benchmark_set
+
+    say("stop=\"converged\" against the same run to the end (6000 steps), the paper's targets,")
+    say("fused engine, batch 512, β annealed over 1000 steps, the path gradient; KL in nats (100 000 draws)")
+    lost = []
+    for name in ("U1", "U2", "U3", "U4"):
+        target = get_target(name)
+        for K in (8, 16):
+            cells = []
+            for seed in (0, 1, 2):
+                kw = dict(rng=seed, progress=False, engine="fused", anneal_steps=1000, gradient="path")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    stopped, history = fit(target, K, 6000, 512, stop="converged", **kw)
+                    full, _ = fit(target, K, 6000, 512, stop="steps", **kw)
+                kl = [kl_divergence(p, target, 100_000, rng=5)[0] for p in (stopped, full)]
+                lost.append(kl[0] - kl[1])
+                cells.append(f"{int(history['steps_taken']):5d}: {kl[0]:.3f} vs {kl[1]:.3f}")
+            say(f"  {name} K = {K:2d}   " + "   ".join(cells))
+    lost = np.array(lost)
+    say(f"  KL given up by stopping: median {np.median(lost):.4f}, more than 0.02 in {int((lost > 0.02).sum())} "
+        f"of {lost.size} (a plateau that a late improvement ends: no rule on the loss can see it coming)")
+    target = get_target("U1")
+    for seed in (0, 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, history = fit(target, 8, 8000, 512, lr=1e-3, rng=seed, progress=False, engine="fused", stop="converged")
+        say(f"  a slow drift (U1, K = 8, lr 1e-3), seed {seed}: ran {int(history['steps_taken'])} of 8000 steps")
+    _, history = fit(target, 4, 3000, 256, anneal_steps=2400, rng=0, progress=False, engine="fused", stop="converged")
+    say(f"  annealing over 2400 of 3000 steps: ran {int(history['steps_taken'])} (β = 1 from step "
+        f"{int(np.argmax(history['beta'] == 1))}; the rule counts only steps at β = 1)")
+
+    say("\nBLAS threads while a fit runs, the other core kept busy (fit(..., engine=\"fused\"), seconds):")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        for name, target, _, _ in benchmark_set():
+            if name not in ("regression, 10 predictors", "AR(5)", "logistic regression"):
+                continue
+            times = []
+            for threads in (None, 1, None, 1):                  # interleaved, twice each
+                start = time.perf_counter()
+                fit(target, 16, 3000, 512, rng=0, progress=False, engine="fused", blas_threads=threads)
+                times.append(time.perf_counter() - start)
+            say(f"  {name:26} NumPy's default threads {min(times[0], times[2]):5.1f}, one thread (fit's default) "
+                f"{min(times[1], times[3]):5.1f}")
+    finally:
+        busy.kill()
 
 
 def print_placement():

@@ -11,6 +11,11 @@ can be judged by how far it is from the truth, in posterior standard deviations.
                             an exact Student-t posterior for β and a scaled inverse-χ² for σ²;
                             its arguments make it a regression in dollars (β₁ ≈ −6·10⁴ ± 10⁴),
                             one on an uncentred predictor (correlation −0.99) or one known to 10⁻³
+    wide_regression()       ten correlated predictors and an intercept, the same exact truth (d = 12)
+    autoregression()        an AR(5) series, y_t on its five lags: the same exact truth (d = 7)
+    logistic()              a logistic regression, three predictors, N(0, 5²) priors (d = 4); truth
+                            by importance sampling from a Student-t at the mode, 4·10⁵ draws
+    banana()                x₁ ~ N(0, 3²), x₂ | x₁ ~ N(0.1(x₁² − 9), 1): curved, with exact moments
 
 ``energy_only=True`` gives the same target without its gradient (planarflow then differentiates
 it by finite differences).
@@ -59,6 +64,7 @@ def eight_schools(grid=(1400, 1600), energy_only=False):
     target = (Target(10, energy, name="eight schools") if energy_only else
               Target(10, energy_and_grad=energy_and_grad, name="eight schools"))
     target.names = ["mu", "log_tau"] + [f"eta[{j + 1}]" for j in range(8)]
+    target.model = ("eight schools", {"y": y, "sigma": SCHOOLS_SIGMA})          # for lab/peer_nuts.py
     # truth: p(μ, s) on a grid, s = log τ, the ηⱼ integrated out analytically
     mu = np.linspace(-40.0, 50.0, grid[0])
     s = np.linspace(-25.0, 7.0, grid[1])
@@ -135,6 +141,7 @@ def regression(case, seed=0, energy_only=False):
     target = (Target(3, energy, name=f"regression ({case})") if energy_only else
               Target(3, energy_and_grad=energy_and_grad, name=f"regression ({case})"))
     target.names = ["beta0", "beta1", "log_sigma"]
+    target.model = ("linear", {"X": np.column_stack([np.ones(n), x]), "y": y})
     X = np.column_stack([np.ones(n), x])
     A = X.T @ X
     beta = np.linalg.solve(A, X.T @ y)
@@ -144,6 +151,136 @@ def regression(case, seed=0, energy_only=False):
     mean = np.array([beta[0], beta[1], 0.5 * (np.log(nu * s2) - digamma(nu / 2.0) - np.log(2.0))])
     sd = np.array([np.sqrt(cov[0, 0]), np.sqrt(cov[1, 1]), 0.5 * np.sqrt(trigamma(nu / 2.0))])
     return target, mean, sd, cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+
+
+def linear_model(X, y, name, names, energy_only=False):
+    """y = Xβ + ε, ε ~ N(0, σ²), flat priors on β and s = log σ, in z = (β, s):
+
+        U(β, s) = n·s + ‖y − Xβ‖²/(2e^{2s}),    ∇_β U = −Xᵀr/e^{2s},  ∂U/∂s = n − ‖r‖²/e^{2s}
+
+    with the exact posterior of ``regression`` for p columns (ν = n − p). Returns (target, mean, sd)."""
+    n, p = X.shape
+
+    def energy_and_grad(z):
+        r = y - z[:, :p] @ X.T                                             # (N, n)
+        inv = np.exp(-2.0 * z[:, p])
+        rr = (r * r).sum(axis=1)
+        g = np.empty_like(z)
+        g[:, :p] = -(r @ X) * inv[:, None]
+        g[:, p] = n - rr * inv
+        return n * z[:, p] + 0.5 * rr * inv, g
+
+    def energy(z):
+        r = y - z[:, :p] @ X.T
+        return n * z[:, p] + 0.5 * (r * r).sum(axis=1) * np.exp(-2.0 * z[:, p])
+
+    target = (Target(p + 1, energy, name=name) if energy_only else
+              Target(p + 1, energy_and_grad=energy_and_grad, name=name))
+    target.names = list(names) + ["log_sigma"]
+    target.model = ("linear", {"X": X, "y": y})
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    nu = n - p
+    s2 = np.sum((y - X @ beta) ** 2) / nu
+    cov = nu / (nu - 2.0) * s2 * np.linalg.inv(X.T @ X)
+    mean = np.append(beta, 0.5 * (np.log(nu * s2) - digamma(nu / 2.0) - np.log(2.0)))
+    sd = np.append(np.sqrt(np.diag(cov)), 0.5 * np.sqrt(trigamma(nu / 2.0)))
+    return target, mean, sd
+
+
+def wide_regression(seed=0, energy_only=False, p=10, n=400):
+    """Ten predictors whose pairwise correlation is 0.8, and an intercept far from 0."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, p)) * 0.45 + rng.standard_normal((n, 1)) * 0.9            # corr 0.8
+    X = np.column_stack([np.ones(n), x])
+    y = X @ np.append(40.0, rng.normal(0.0, 2.0, p)) + 3.0 * rng.standard_normal(n)
+    return linear_model(X, y, "regression (10 predictors)", ["beta0"] + [f"beta{i + 1}" for i in range(p)],
+                        energy_only)
+
+
+def autoregression(seed=0, energy_only=False, lags=5, n=200):
+    """An AR(5) series simulated once; the model regresses y_t on 1, y_{t−1}, …, y_{t−5}."""
+    rng = np.random.default_rng(seed)
+    phi = np.array([0.5, -0.3, 0.2, 0.1, -0.1])
+    series = np.zeros(n + 100)
+    for t in range(lags, series.size):
+        series[t] = 1.0 + phi @ series[t - lags:t][::-1] + 0.5 * rng.standard_normal()
+    series = series[100:]
+    X = np.column_stack([np.ones(n - lags)] + [series[lags - k:n - k] for k in range(1, lags + 1)])
+    return linear_model(X, series[lags:], "AR(5)", ["alpha"] + [f"phi{k}" for k in range(1, lags + 1)], energy_only)
+
+
+def logistic(seed=0, energy_only=False, n=300, draws=400_000):
+    """y ~ Bernoulli(logistic(β₀ + β·x)), three predictors, βⱼ ~ N(0, 5²):
+
+        U(β) = Σᵢ (softplus(ηᵢ) − yᵢηᵢ) + ‖β‖²/50,   ∇U = Xᵀ(logistic(η) − y) + β/25,   η = Xβ
+
+    Truth: the mode and the Hessian there by Newton's method, then importance sampling from a
+    Student-t (ν = 5) with 1.2² times the Laplace covariance — 4·10⁵ draws, an effective sample of
+    about 3·10⁵ (a mean's Monte-Carlo error 0.002 posterior sds): an independent route to the
+    means and sds, which planarflow's flow plays no part in."""
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([np.ones(n), rng.standard_normal((n, 3))])
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-X @ np.array([-1.0, 1.5, -0.8, 0.3])))).astype(float)
+
+    def energy_and_grad(z):
+        eta = z @ X.T                                                        # (N, n)
+        e = np.exp(-np.abs(eta))                   # one exponential for softplus(η) and logistic(η)
+        U = (np.maximum(eta, 0.0) + np.log1p(e) - y * eta).sum(axis=1) + (z * z).sum(axis=1) / 50.0
+        logistic = np.where(eta >= 0.0, 1.0, e) / (1.0 + e)
+        return U, (logistic - y) @ X + z / 25.0
+
+    target = (Target(4, lambda z: energy_and_grad(z)[0], name="logistic regression") if energy_only else
+              Target(4, energy_and_grad=energy_and_grad, name="logistic regression"))
+    target.names = ["beta0", "beta1", "beta2", "beta3"]
+    target.model = ("logistic", {"X": X, "y": y})
+    mode = np.zeros(4)
+    for _ in range(50):                                                      # Newton, to the last digit
+        p_ = 1.0 / (1.0 + np.exp(-X @ mode))
+        H = (X * (p_ * (1 - p_))[:, None]).T @ X + np.eye(4) / 25.0
+        mode = mode - np.linalg.solve(H, energy_and_grad(mode[None])[1][0])
+    L = np.linalg.cholesky(np.linalg.inv(H)) * 1.2
+    draw_rng = np.random.default_rng(seed + 1)
+    t = draw_rng.standard_normal((draws, 4)) / np.sqrt(draw_rng.chisquare(5, (draws, 1)) / 5)
+    log_t = -4.5 * np.log1p((t * t).sum(axis=1) / 5)                        # Student-t, up to a constant
+    log_w_all = []
+    for i in range(0, draws, 100_000):                                       # in chunks: η is (chunk, n)
+        z = mode + t[i:i + 100_000] @ L.T
+        log_w = -energy_and_grad(z)[0] - log_t[i:i + 100_000]
+        log_w_all.append(log_w)
+    log_w = np.concatenate(log_w_all)
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    z = mode + t @ L.T
+    mean = w @ z
+    sd = np.sqrt(w @ (z - mean) ** 2)
+    return target, mean, sd
+
+
+def banana(energy_only=False, scale=3.0, bend=0.1):
+    """x₁ ~ N(0, 3²) and x₂ | x₁ ~ N(0.1·(x₁² − 9), 1): U = x₁²/18 + ½(x₂ − 0.1(x₁² − 9))². Exact:
+    E x = 0, sd x₁ = 3, sd x₂ = √(1 + 0.1²·Var x₁²) = √(1 + 0.01·2·81) = 1.62."""
+    def energy_and_grad(z):
+        r = z[:, 1] - bend * (z[:, 0] ** 2 - scale ** 2)
+        U = 0.5 * (z[:, 0] / scale) ** 2 + 0.5 * r * r
+        return U, np.column_stack([z[:, 0] / scale ** 2 - 2.0 * bend * z[:, 0] * r, r])
+
+    target = (Target(2, lambda z: energy_and_grad(z)[0], name="banana") if energy_only else
+              Target(2, energy_and_grad=energy_and_grad, name="banana"))
+    target.names = ["x1", "x2"]
+    target.model = ("banana", {"scale": scale, "bend": bend})
+    return target, np.zeros(2), np.array([scale, np.sqrt(1.0 + bend ** 2 * 2.0 * scale ** 4)])
+
+
+def benchmark_set(energy_only=False):
+    """The eight posteriors a researcher's fit is measured on (python -m planarflow benchmark
+    --versus-nuts): [(name, target, true mean, true sd)]."""
+    cases = [("eight schools", *eight_schools(energy_only=energy_only))]
+    cases += [(f"regression, {c}", *regression(c, energy_only=energy_only)[:3]) for c in ("dollars", "uncentred", "tight")]
+    cases += [("regression, 10 predictors", *wide_regression(energy_only=energy_only)),
+              ("AR(5)", *autoregression(energy_only=energy_only)),
+              ("logistic regression", *logistic(energy_only=energy_only)),
+              ("banana", *banana(energy_only=energy_only))]
+    return cases
 
 
 def judge(estimate, mean, sd):

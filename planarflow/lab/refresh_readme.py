@@ -28,6 +28,8 @@ BLOCKS = {   # timed blocks first (run them on a quiet machine), then the long e
     "benchmark": ("docs/recipe.md", ["python", "-m", "planarflow", "benchmark"]),
     "posteriors": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--posteriors"]),
     "placement": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--placement"]),
+    "versus-nuts": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--versus-nuts"]),
+    "stopping": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--stopping"]),
     "own-density": ("README.md", ["python", "docs/own_density.py"]),
     "eight-schools": ("docs/researchers.md", ["python", "docs/eight_schools.py"]),
     "exercises": ("docs/exercises.md", ["python", "-m", "planarflow", "exercises"]),
@@ -140,6 +142,11 @@ def main(argv=None):
         if not writable or not os.access(os.path.dirname(path), os.W_OK):
             parser.error(f"{path} (or its folder) is not writable")
     names = args.blocks
+    from . import peer_jax, peer_nuts
+    for block, peer, what in (("benchmark", peer_jax, "JAX"), ("versus-nuts", peer_nuts, "NumPyro")):
+        if (not names or block in names) and not peer.available():
+            parser.error(f"the {block} block compares with {what}, which is not installed here: "
+                         f"pip install -e \".[compare]\" (the maintainer's extra)")
     for name, (page, source_path) in SOURCES.items():      # code the pages show, copied from its file
         with open(os.path.join(ROOT, source_path), encoding="utf-8") as f:
             source = f.read().split('"""\n', 1)[-1].strip("\n")       # without the module docstring

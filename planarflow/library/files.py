@@ -317,6 +317,8 @@ CHECKPOINT_ARRAYS["meta"] = np.uint8        # UTF-8 JSON: step, settings, Adam's
 CHECKPOINT_BASE = dict.fromkeys([k for key in BASE_KEYS for k in (key, "adam_m_" + key, "adam_v_" + key)],
                                 np.float64)
 CHECKPOINT_FRAME = dict.fromkeys(("frame_c", "frame_S"), np.float64)   # the Laplace frame x = x* + R·y
+CHECKPOINT_BEST = dict.fromkeys(["best_" + k for k in PARAM_KEYS], np.float64)      # the keeper's best
+CHECKPOINT_BEST_BASE = dict.fromkeys(["best_" + k for k in BASE_KEYS], np.float64)
 
 
 def _json_ready(x):
@@ -346,10 +348,10 @@ def _from_json(x, depth=0):
     raise ValueError(f"the generator state holds an unexpected {type(x).__name__}")
 
 
-def save_checkpoint(path, params, adam_m, adam_v, adam_t, history, rng, meta, frame=None):
+def save_checkpoint(path, params, adam_m, adam_v, adam_t, history, rng, meta, frame=None, best=None):
     """Atomically write a training checkpoint (see ``fit(checkpoint=...)``): the parameters,
-    Adam's moments (dicts shaped like params) and step count, the history, the generator, and
-    the frame (x*, R) the flow is trained in, if any."""
+    Adam's moments (dicts shaped like params) and step count, the history, the generator, the
+    frame (x*, R) the flow is trained in, if any, and the best parameters seen, if any."""
     meta = dict(meta, adam_t=adam_t, rng_state=_json_ready(rng.bit_generator.state))
     text = json.dumps(meta).encode("utf-8")
     arrays = {}
@@ -362,14 +364,18 @@ def save_checkpoint(path, params, adam_m, adam_v, adam_t, history, rng, meta, fr
     arrays["meta"] = np.frombuffer(text, dtype=np.uint8)
     if frame is not None:
         arrays["frame_c"], arrays["frame_S"] = frame
+    for k, v in (best or {}).items():
+        arrays["best_" + k] = v
     _save_npz(path, arrays, "checkpoint")
 
 
 def load_checkpoint(path):
     """Read a checkpoint written by ``save_checkpoint``: (params, adam_m, adam_v, history, meta,
-    frame (x*, R) or None). Every array is checked against the others and the metadata's sizes."""
+    frame (x*, R) or None, best parameters or None). Every array is checked against the others and
+    the metadata's sizes."""
     path = check_path(path, "resume")
-    arrays = _read_npz(path, CHECKPOINT_ARRAYS, "resume", optional=(CHECKPOINT_BASE, CHECKPOINT_FRAME))
+    arrays = _read_npz(path, CHECKPOINT_ARRAYS, "resume",
+                       optional=(CHECKPOINT_BASE, CHECKPOINT_FRAME, CHECKPOINT_BEST, CHECKPOINT_BEST_BASE))
     try:
         if arrays["meta"].ndim != 1 or arrays["meta"].size > MAX_META_BYTES:
             raise ValueError("not a byte string of a sane length")
@@ -405,4 +411,12 @@ def load_checkpoint(path):
             raise ValueError(f"{path}: the checkpoint holds a frame but no learnable base (mu, log_sigma, "
                              f"lower): a run trained in a frame always has one; the file is incomplete")
         frame = (c, S)
-    return params, m, v, history, meta, frame
+    best = None
+    if "best_u" in arrays:
+        best = {k: arrays["best_" + k] for k in keys if "best_" + k in arrays}
+        if set(best) != set(keys):
+            raise ValueError(f"{path}: the checkpoint's best parameters lack {sorted(set(keys) - set(best))}")
+        best, _, _ = check_params(best, name=f"{path} (its best parameters)")
+        if any(best[k].shape != params[k].shape for k in keys):
+            raise ValueError(f"{path}: the checkpoint's best parameters differ in shape from its parameters")
+    return params, m, v, history, meta, frame, best

@@ -26,14 +26,18 @@ import numpy as np
 from .. import base, fused, path_gradient, reference
 from .files import check_output_path, load_checkpoint, save_checkpoint
 from .mode import Frame, Mode, ModeNotFound, check_mode, check_search_size, find_mode
+from . import threads
 from .progress import Progress
 from .validation import (BASE_KEYS, MAX_ENTRIES, PARAM_KEYS, CheckedTarget, as_array, as_float, as_int,
                          check_params, check_size, has_gradient, make_rng, param_domain_violation, param_keys,
                          target_dim)
 
-ENGINES = ("reference", "fused")
+ENGINES = ("auto", "reference", "fused")
 GRADIENTS = ("full", "path")
 STARTS = ("auto", "mode", "standard")
+STOPS = ("auto", "converged", "steps")
+ANNEAL_FROM_MODE = 200       # β's climb to 1 when the flow starts at the Laplace approximation (measured:
+                             # python -m planarflow benchmark --stopping)
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 MAX_STEPS = 10 ** 7
 
@@ -70,8 +74,8 @@ class FitWarning(UserWarning):
 
 def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, params=None,
         lr_final=None, progress=True, callback=None, checkpoint=None, checkpoint_every=1000,
-        resume=None, label=None, population=None, dim=None, engine="reference", start="auto", x0=None,
-        gradient="full", keep_best=True):
+        resume=None, label=None, population=None, dim=None, engine="auto", start="auto", x0=None,
+        gradient="full", keep_best=True, stop="auto", blas_threads=1):
     """Fit a K-layer planar flow to ``target`` by minimising the reverse KL with Adam.
 
     Parameters
@@ -80,10 +84,14 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         to a constant; optionally ``grad(z) -> (N, dim)`` or ``energy_and_grad(z) -> (U, ∇U)``
         (without either, finite differences; see planarflow.Target), ``name``, ``log_z``
     K : int ≥ 1, number of planar layers
-    steps : int ≥ 1, number of Adam steps
+    steps : int ≥ 1, the number of Adam steps — the most it may take when the run stops once it
+        has converged (``stop``)
     batch_size : int ≥ 1, fresh N(0, I) samples per step
     lr : float > 0, Adam's learning rate (the start of the schedule when lr_final is given)
-    anneal_steps : int ≥ 0 or None; β_τ = min(1, 0.01 + τ/anneal_steps) at step τ, β = 1 when 0 or None
+    anneal_steps : int ≥ 0 or None; β_τ = min(1, 0.01 + τ/anneal_steps) at step τ, β = 1 when 0.
+        None (default): the library's choice — ANNEAL_FROM_MODE = 200 steps when the flow starts at
+        a Laplace approximation (a start at the mode, or a Mode given), which is already close to
+        the target; 0 otherwise (the paper's targets, a start from params)
     rng : seed or Generator; the only source of randomness (initial parameters and noise)
     start : where the flow starts.
         "mode": at the Laplace approximation N(x*, H⁻¹) at a mode x* of U, found by Newton's
@@ -116,9 +124,11 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         parameter on its own, so this is exactly P separate runs; with engine="fused" one NumPy
         call serves all P flows. Not combined with checkpoint or resume.
     dim : the dimension d, if the target has no ``dim`` (or to confirm it)
-    engine : "reference" (default): every step runs planarflow/reference.py's functions, the
-        code a student reads and edits; "fused": planarflow/fused.py, the same numbers to
-        rounding, several times faster.
+    engine : "reference": every step runs planarflow/reference.py's functions, the code a student
+        reads and edits; "fused": planarflow/fused.py, the same numbers to rounding, two to six
+        times faster; "auto" (default): "reference" for the paper's U1–U4 (the lesson's own
+        calls, so that a student who edits reference.py sees the effect), "fused" for any other
+        target (a researcher's). A resumed run left at "auto" keeps its checkpoint's engine.
     gradient : "full" (default) or "path": the path-derivative estimator ("sticking the landing",
         path_gradient.py) — the same expected gradient, with the score term's noise dropped, so
         that the gradient's variance vanishes as the flow reaches the target.
@@ -126,14 +136,31 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
     keep_best : bool (default True): return the best parameters instead of the last ones when the
         run ends worse than its best (below); False returns the last ones whatever happened —
         what a plain training loop does (the PyTorch implementation's recipe is run this way).
+    stop : "converged": stop once the loss has stopped falling beyond its own noise (below), with
+        ``steps`` the most it may take; "steps": take every one of them; "auto" (default):
+        "steps" for the paper's U1–U4 (their figure is a fixed recipe's) and for a population,
+        "converged" for any other target. A resumed run left at "auto" keeps its checkpoint's rule.
+    blas_threads : int ≥ 1 or None (default 1): NumPy's BLAS threads while the fit runs, restored
+        after it (library/threads.py: one thread is fastest for a fit's small products, and much
+        faster on a busy machine); None leaves them as they are.
 
     Returns
     -------
     params : dict u (K, d), w (K, d), b (K,) — and mu (d,), log_sigma (d,), lower (d, d) when the
         flow has a learnable base; with a population, a leading axis of P members on each
     history : dict: ``loss`` (steps,) — (steps, P) with a population — ``beta`` and ``lr`` of
-        every step, the loss in the target's own coordinates (≥ −log Z at β = 1); and
-        ``returned_step``, how many steps the returned parameters had taken (one per member).
+        every step taken, the loss in the target's own coordinates (≥ −log Z at β = 1);
+        ``returned_step``, how many steps the returned parameters had taken (one per member);
+        ``steps_taken`` and ``stop_reason``, where the run ended and why.
+
+    Converged means: at β = 1, checked every 100 steps once 500 have passed and a quarter of
+    ``steps`` is done, no earlier 100-step window — the one before the last, the one three before
+    it, the one halfway back through the steps at β = 1 — has a mean loss above the last window's
+    by more than two standard errors of their difference (each window's spread over √100), at two
+    checks in a row. So a run stops only once its loss has been flat, within its Monte-Carlo
+    noise, over the second half of its steps at β = 1: a slow drift shows over that horizon even
+    where noise hides it from one window to the next. (Measured where stopping early would be
+    wrong: python -m planarflow benchmark --stopping.)
 
     The parameters returned are the last ones, unless (with keep_best) the loss smoothed over the last
     max(10, min(200, steps/20)) steps at β = 1 ended worse than the best it reached by more than
@@ -150,14 +177,17 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         not the training, is at fault), and for every bad argument.
     """
     settings = Settings(target, K, steps, batch_size, lr, anneal_steps, lr_final, progress, callback, checkpoint,
-                        checkpoint_every, label, population, dim, engine, start, x0, gradient, keep_best)
+                        checkpoint_every, label, population, dim, engine, start, x0, gradient, keep_best, stop)
     settings.check_start(params, rng, resume)
-    run = Run(target, settings)
-    if resume is not None:
-        run.resume(resume)
-    else:
-        run.start(params, rng)
-    run.train()
+    if blas_threads is not None:
+        blas_threads = as_int(blas_threads, "blas_threads", maximum=1024)
+    with threads.blas_threads(blas_threads):
+        run = Run(target, settings)
+        if resume is not None:
+            run.resume(resume)
+        else:
+            run.start(params, rng)
+        run.train()
     return run.finish()
 
 
@@ -169,11 +199,14 @@ class Settings:
     and a resumed run must match."""
 
     def __init__(self, target, K, steps, batch_size, lr, anneal_steps, lr_final, progress, callback, checkpoint,
-                 checkpoint_every, label, population, dim, engine, start, x0, gradient, keep_best):
+                 checkpoint_every, label, population, dim, engine, start, x0, gradient, keep_best, stop):
         for flag, value, allowed in (("engine", engine, ENGINES), ("gradient", gradient, GRADIENTS)):
             if not isinstance(value, str) or value not in allowed:
                 raise ValueError(f"{flag}: expected one of {list(allowed)}, got {value!r}")
-        self.engine, self.gradient = engine, gradient
+        paper = getattr(target, "paper_figure", False) is True
+        self.engine_given = engine != "auto"
+        self.engine = engine if self.engine_given else "reference" if paper else "fused"
+        self.gradient = gradient
         self.dim = dim = target_dim(target, dim)
         self.K = as_int(K, "K", maximum=MAX_ENTRIES)
         self.steps = as_int(steps, "steps", maximum=MAX_STEPS)
@@ -203,11 +236,19 @@ class Settings:
         self.has_grad = has_gradient(target)
         self.checkpoint = None if checkpoint is None else check_output_path(checkpoint, "checkpoint")
         self._start_arguments(target, start, x0)
+        if not isinstance(stop, str) or stop not in STOPS:
+            raise ValueError(f"stop: expected one of {list(STOPS)}, got {stop!r}")
+        if stop == "converged" and self.population is not None:
+            raise ValueError("stop: 'converged' is for a single flow; a population takes its steps")
+        self.stop_given = stop != "auto"
+        if stop == "auto":
+            stop = "steps" if paper or self.population is not None else "converged"
+        self.stop = stop
         self.record = {"K": self.K, "dim": dim, "batch_size": self.batch_size, "lr": self.lr,
                        "lr_final": self.lr_final, "anneal_steps": self.anneal_steps, "steps": self.steps,
-                       "engine": engine, "gradient": gradient, "target": target_identity(target),
+                       "engine": self.engine, "gradient": gradient, "target": target_identity(target),
                        "start": "Mode" if self.mode is not None else start,
-                       "x0": None if self.x0 is None else self.x0.tolist()}
+                       "x0": None if self.x0 is None else self.x0.tolist(), "stop": stop}
 
     def _start_arguments(self, target, start, x0):
         if not isinstance(start, Mode) and (not isinstance(start, str) or start not in STARTS):
@@ -266,6 +307,7 @@ class Run:
         self.adam = reference.Adam(settings.lr)
         self.history = {"loss": [], "beta": [], "lr": []}
         self.frame, self.t = None, 0
+        self.anneal, self.keeper_state, self.stop_reason, self.started_fresh = None, None, None, False
 
     # --- where the run begins --------------------------------------------------------------------
 
@@ -274,6 +316,7 @@ class Run:
         from init_params — at N(0, I), or with a learnable base at the Laplace frame of a mode."""
         s = self.s
         self.rng = make_rng(rng)
+        self.started_fresh = params is None
         if params is not None:
             params = _check_start(params, s.K, s.dim, s.population)
             if s.population is None and "mu" in params:                # train in the units of its own base
@@ -307,9 +350,10 @@ class Run:
 
     def resume(self, path):
         """Continue a checkpointed run: its parameters, Adam, history, generator and frame."""
-        params, self.rng, self.t, frame = _resume(path, self.s, self.adam, self.history)
+        params, self.rng, self.t, frame, state = _resume(path, self.s, self.adam, self.history)
         if frame is not None:
             self.frame = Frame(self.checked, *frame)
+        self.anneal, self.stop_reason, self.keeper_state = state
         self.prepare(params)
 
     def prepare(self, params):
@@ -321,6 +365,11 @@ class Run:
             self.adam.m = {k: m[None] for k, m in self.adam.m.items()}
             self.adam.v = {k: v[None] for k, v in self.adam.v.items()}
         self.keeper = BestKeeper(self.members, s.steps, self.t)
+        if self.keeper_state is not None:                   # a resumed run: the keeper as it was
+            self.keeper.restore(*self.keeper_state)
+        if self.anneal is None:                      # the library's choice: a short climb from a Laplace start
+            laplace = self.started_fresh and self.frame is not None
+            self.anneal = s.anneal_steps if s.anneal_steps is not None else ANNEAL_FROM_MODE if laplace else 0
         self.last = {k: np.empty_like(v) for k, v in self.members.items()}
         self.log_det = 0.0 if self.frame is None else self.frame.log_det   # loss in x = loss in the frame − log det R
         self.step_fn = _reference_step if s.engine == "reference" else _fused_step(fused.Workspace())
@@ -330,13 +379,19 @@ class Run:
 
     def train(self):
         s = self.s
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            reference.fit(self.checked if self.frame is None else self.frame, s.K, s.steps, s.batch_size,
-                          lr=s.lr, anneal_steps=s.anneal_steps, rng=self.rng, lr_final=s.lr_final, dim=s.dim,
-                          callback=self.after_step, params=self.members,
-                          objective=self.loss_and_gradient, adam=self.adam, start=self.t,
-                          shape=(s.P, s.batch_size, s.dim))
+        if self.stop_reason is None:                     # (a checkpoint of a run that had stopped: done)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+                try:
+                    reference.fit(self.checked if self.frame is None else self.frame, s.K, s.steps, s.batch_size,
+                                  lr=s.lr, anneal_steps=self.anneal, rng=self.rng, lr_final=s.lr_final,
+                                  dim=s.dim, callback=self.after_step, params=self.members,
+                                  objective=self.loss_and_gradient, adam=self.adam, start=self.t,
+                                  shape=(s.P, s.batch_size, s.dim))
+                except Converged:
+                    pass
         self.report.close()
+        if self.stop_reason is None:
+            self.stop_reason = f"took all {s.steps} steps"
 
     def loss_and_gradient(self, p, z0, target, beta):
         """The engine's loss and gradient, checked before Adam may use them."""
@@ -381,19 +436,25 @@ class Run:
         self.history["loss"].append(loss)
         self.history["beta"].append(beta)
         self.history["lr"].append(self.adam.lr)
-        if s.checkpoint is not None and (self.t % s.checkpoint_every == 0 or self.t == s.steps):
+        if s.stop == "converged":
+            self.stop_reason = converged(self.history["loss"], self.history["beta"], s.steps)
+        if s.checkpoint is not None and (self.t % s.checkpoint_every == 0 or self.t == s.steps or self.stop_reason):
             self.write_checkpoint()
         if s.callback is not None:
             s.callback(t, loss, beta)
         if self.report.due():
             self.report.update(f"{s.label}: step {self.t}/{s.steps}  loss {np.min(loss):+.4f}  β {beta:.2f}  "
                                f"({self.report.elapsed():.0f} s)")
+        if self.stop_reason is not None:
+            raise Converged
 
     def write_checkpoint(self):
+        keeper_meta, keeper_params = self.keeper.state()
+        meta = dict(self.s.record, step=self.t, anneal_used=self.anneal, stop_reason=self.stop_reason,
+                    keeper=keeper_meta)
         save_checkpoint(self.s.checkpoint, self.params, {k: m[0] for k, m in self.adam.m.items()},
-                        {k: v[0] for k, v in self.adam.v.items()}, self.adam.tau, self.history, self.rng,
-                        dict(self.s.record, step=self.t),
-                        None if self.frame is None else (self.frame.center, self.frame.R))
+                        {k: v[0] for k, v in self.adam.v.items()}, self.adam.tau, self.history, self.rng, meta,
+                        None if self.frame is None else (self.frame.center, self.frame.R), keeper_params)
 
     def unframe(self, params):
         """Parameters trained in the frame, expressed in the target's own coordinates."""
@@ -425,14 +486,46 @@ class Run:
         FitWarning says so), in the target's own coordinates; the history as arrays."""
         s, keeper = self.s, self.keeper
         if s.keep_best:
-            returned = keeper.finish(self.members, s.steps)
+            returned = keeper.finish(self.members, self.t)
         else:
-            returned, keeper.returned_step = None, np.full(s.P, s.steps)
+            returned, keeper.returned_step = None, np.full(s.P, self.t)
         if returned is not None:
             warnings.warn(returned, FitWarning, stacklevel=3)
         out = _history_arrays(self.history)
         out["returned_step"] = keeper.returned_step if s.population else int(keeper.returned_step[0])
+        out["steps_taken"], out["stop_reason"] = self.t, self.stop_reason
         return self.unframe(self.params), out
+
+
+class Converged(Exception):
+    """Raised by Run.after_step to end reference.fit's loop once the run has converged."""
+
+
+STOP_WINDOW = 100            # steps a window of the loss holds for the convergence rule
+
+
+def converged(losses, betas, steps, window=STOP_WINDOW):
+    """The reason a run has converged, or None: a pure function of the history, so that a resumed
+    run stops where the uninterrupted one does. At β = 1, every ``window`` steps once five windows
+    have passed and a quarter of ``steps`` is done, the loss is still falling if the mean of the
+    last window lies below that of an earlier window — the one before it, the one three before it,
+    or the one halfway back through the steps at β = 1 — by more than two standard errors of the
+    difference (each window's sd over √window). Converged when two checks in a row see no fall."""
+    n = len(losses)
+    at_one = n - next((i for i in range(n - 1, -1, -1) if betas[i] < 1.0), -1) - 1       # steps at β = 1
+    if at_one < 5 * window or at_one % window or 4 * n < steps:
+        return None
+    x = np.asarray(losses[n - at_one:], dtype=np.float64)
+    for end in (x.size - window, x.size):                       # the previous check, then this one
+        last = x[end - window:end]
+        for back in sorted({1, 3, max(1, end // (2 * window))}):
+            earlier = x[end - (back + 1) * window:end - back * window]
+            se = np.sqrt((last.var(ddof=1) + earlier.var(ddof=1)) / window)
+            if earlier.mean() - last.mean() > 2.0 * se:
+                return None
+    return (f"converged at step {n}: at the last two checks the loss had not fallen beyond its noise since "
+            f"{window} steps, {3 * window} steps or half its steps at β = 1 before "
+            f"(mean of the last {window} steps {x[-window:].mean():+.4f})")
 
 
 def _history_arrays(history):
@@ -479,6 +572,24 @@ class BestKeeper:
 
     def any_best(self):
         return bool(np.isfinite(self.best).any())
+
+    def state(self):
+        """(numbers for a checkpoint's metadata, the best parameters of member 0 or None) — what
+        restore() needs to go on exactly as before."""
+        meta = {"mean": self.mean.tolist(), "var": self.var.tolist(), "count": self.count,
+                "best": [float(b) if np.isfinite(b) else None for b in self.best],
+                "best_step": self.best_step.tolist()}
+        return meta, ({k: v[0] for k, v in self.params.items()} if self.any_best() else None)
+
+    def restore(self, meta, params):
+        """Put back a checkpointed keeper (meta from state(), its best parameters or None)."""
+        self.mean, self.var = np.array(meta["mean"], dtype=float), np.array(meta["var"], dtype=float)
+        self.count = int(meta["count"])
+        self.best = np.array([np.inf if b is None else b for b in meta["best"]], dtype=float)
+        self.best_step = np.array(meta["best_step"], dtype=int)
+        if params is not None:
+            for k, v in params.items():
+                self.params[k][0] = v
 
     def best_or(self, fallback):
         """Each member's best parameters, or ``fallback``'s where it has none yet."""
@@ -563,10 +674,13 @@ def _check_one(params, K, dim, name):
 
 def _resume(path, s, adam, history):
     """Restore parameters, Adam, history and the generator from a checkpoint; returns
-    (params, rng, the start step, the frame (x*, R) or None)."""
-    params, m, v, saved_history, meta, frame = load_checkpoint(path)
-    for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps", "engine", "gradient", "target"):
-        if meta.get(key, "full" if key == "gradient" else None) != s.record[key]:
+    (params, rng, the start step, the frame (x*, R) or None, (the anneal the run used, why it
+    stopped or None, the keeper's state or None))."""
+    params, m, v, saved_history, meta, frame, best = load_checkpoint(path)
+    _adopt_choices(s, meta)
+    for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps", "engine", "gradient", "target",
+                "stop"):
+        if meta.get(key, {"gradient": "full", "stop": "steps"}.get(key)) != s.record[key]:
             raise ValueError(
                 f"resume: the checkpoint {path!r} was written by a run with {key} = {meta.get(key)!r}, "
                 f"this call has {key} = {s.record[key]!r}; resume with the same settings")
@@ -601,4 +715,34 @@ def _resume(path, s, adam, history):
                          f"{start} steps; they must be equal")
     adam.m, adam.v, adam.tau = m, v, adam_t
     history.update(saved_history)
-    return params, rng, start, frame
+    return params, rng, start, frame, _run_state(path, meta, best, start)
+
+
+def _adopt_choices(s, meta):
+    """The engine and stopping rule a resumed run left at "auto" takes from its checkpoint (a
+    checkpoint written before the rule existed took all its steps)."""
+    for key, given, allowed in (("engine", s.engine_given, ENGINES[1:]), ("stop", s.stop_given, STOPS[1:])):
+        saved = meta.get(key, "steps" if key == "stop" else None)
+        if not given and saved in allowed:          # (a population is never checkpointed)
+            setattr(s, key, saved)
+            s.record[key] = saved
+
+
+def _run_state(path, meta, best, start):
+    """The anneal, the stop reason and the keeper a checkpoint records, checked (a file is not trusted)."""
+    anneal, reason, keeper = meta.get("anneal_used"), meta.get("stop_reason"), meta.get("keeper")
+    bad = not (anneal is None or (isinstance(anneal, int) and not isinstance(anneal, bool) and 0 <= anneal <= MAX_STEPS))
+    bad |= not (reason is None or (isinstance(reason, str) and len(reason) < 1000))
+    if keeper is not None:
+        def numbers(key, n=1):
+            value = keeper.get(key) if isinstance(keeper, dict) else None
+            return isinstance(value, list) and len(value) == n and all(
+                x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)) for x in value)
+        bad |= not (all(numbers(k) for k in ("mean", "var", "best", "best_step"))
+                    and isinstance(keeper.get("count"), int) and 0 <= keeper["count"] <= start
+                    and None not in keeper["mean"] + keeper["var"] + keeper["best_step"]
+                    and (keeper["best"][0] is None) == (best is None))
+    if bad:
+        raise ValueError(f"resume: the checkpoint {path!r} records an unreadable annealing, stop or "
+                         f"best-parameters state")
+    return anneal, reason, None if keeper is None else (keeper, best)
