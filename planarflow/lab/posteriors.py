@@ -286,3 +286,124 @@ def benchmark_set(energy_only=False):
 def judge(estimate, mean, sd):
     """How far estimates are from the truth: (max |mean − truth| in posterior sds, max |sd/true sd − 1|)."""
     return float(np.max(np.abs(estimate.mean - mean) / sd)), float(np.max(np.abs(estimate.sd / sd - 1.0)))
+
+
+# --- posteriors whose tails can hide from k̂ (posterior's tail check is measured on them) ---------
+
+def funnel(d=5, scale=1.5, energy_only=False):
+    """Neal's funnel: v ~ N(0, scale²), xᵢ | v ~ N(0, eᵛ) for i = 1 … d − 1, coordinates (v, x):
+
+        U = v²/(2·scale²) + Σᵢ xᵢ²/(2eᵛ) + (d − 1)·v/2
+
+    Exact: every mean 0, sd v = scale, sd xᵢ = √E[eᵛ] = e^{scale²/4}. The neck (v ≪ 0, x ≈ 0) is
+    where a flow's tail falls short."""
+    k = d - 1
+
+    def energy_and_grad(z):
+        v, x = z[:, 0], z[:, 1:]
+        e = np.exp(-v)
+        s2 = (x * x).sum(axis=1)
+        U = 0.5 * (v / scale) ** 2 + 0.5 * s2 * e + 0.5 * k * v
+        return U, np.column_stack([v / scale ** 2 - 0.5 * s2 * e + 0.5 * k, x * e[:, None]])
+
+    target = (Target(d, lambda z: energy_and_grad(z)[0], name="funnel") if energy_only else
+              Target(d, energy_and_grad=energy_and_grad, name="funnel"))
+    target.names = ["v"] + [f"x[{i + 1}]" for i in range(k)]
+    return target, np.zeros(d), np.array([scale] + [np.exp(scale ** 2 / 4.0)] * k)
+
+
+def eight_schools_centred(grid=(1400, 1600), energy_only=False):
+    """The eight schools, centred: coordinates z = (μ, log τ, θ₁, …, θ₈), θⱼ ~ N(μ, τ²) directly —
+    the funnel that MCMC users reparameterise away:
+
+        U = Σⱼ ½((yⱼ − θⱼ)/σⱼ)² + Σⱼ ½((θⱼ − μ)/τ)² + 8·log τ + ½(μ/5)² + log(1 + (τ/5)²) − log τ
+
+    Truth as for eight_schools(): p(μ, log τ | y) on a grid, and given (μ, τ) each θⱼ is normal
+    with variance V = 1/(1/σⱼ² + 1/τ²) and mean V·(yⱼ/σⱼ² + μ/τ²)."""
+    y, s2 = SCHOOLS_Y, SCHOOLS_SIGMA ** 2
+
+    def energy_and_grad(z):
+        mu, log_tau, theta = z[:, 0], z[:, 1], z[:, 2:]
+        t2 = np.exp(-2.0 * log_tau)                                      # 1/τ²
+        dev = theta - mu[:, None]
+        res = (theta - y) / s2
+        tau2 = np.exp(2.0 * log_tau)
+        U = (0.5 * ((theta - y) ** 2 / s2).sum(axis=1) + 0.5 * t2 * (dev * dev).sum(axis=1) + 7.0 * log_tau
+             + 0.5 * (mu / 5.0) ** 2 + np.log1p(tau2 / 25.0))
+        g = np.empty_like(z)
+        g[:, 0] = -t2 * dev.sum(axis=1) + mu / 25.0
+        g[:, 1] = -t2 * (dev * dev).sum(axis=1) + 7.0 + 2.0 * tau2 / (25.0 + tau2)
+        g[:, 2:] = res + t2[:, None] * dev
+        return U, g
+
+    target = (Target(10, lambda z: energy_and_grad(z)[0], name="eight schools, centred") if energy_only else
+              Target(10, energy_and_grad=energy_and_grad, name="eight schools, centred"))
+    target.names = ["mu", "log_tau"] + [f"theta[{j + 1}]" for j in range(8)]
+    mu = np.linspace(-40.0, 50.0, grid[0])
+    s = np.linspace(-25.0, 7.0, grid[1])
+    M, S = np.meshgrid(mu, s, indexing="ij")
+    tau2 = np.exp(2.0 * S)
+    var = s2[:, None, None] + tau2
+    log_p = (-0.5 * (M / 5.0) ** 2 - np.log1p(tau2 / 25.0) + S
+             - 0.5 * (((y[:, None, None] - M) ** 2) / var + np.log(var)).sum(axis=0))
+    w = np.exp(log_p - log_p.max())
+    w /= w.sum()
+    V = 1.0 / (1.0 / s2[:, None, None] + 1.0 / tau2)
+    t_mean = V * (y[:, None, None] / s2[:, None, None] + M / tau2)
+    mean = np.concatenate([[np.sum(w * M), np.sum(w * S)], (w * t_mean).sum(axis=(1, 2))])
+    m2 = np.concatenate([[np.sum(w * M * M), np.sum(w * S * S)], (w * (t_mean ** 2 + V)).sum(axis=(1, 2))])
+    return target, mean, np.sqrt(m2 - mean ** 2)
+
+
+def latent_gp(n=8, length=0.3, noise=0.3, seed=0, energy_only=False, grid=4000):
+    """A latent Gaussian process, non-centred: f = α·L·η at n inputs on [0, 1] (L Lᵀ the squared-
+    exponential kernel of length 0.3, with 10⁻⁹ jitter), yᵢ ~ N(fᵢ, 0.3²), log α ~ N(0, 1),
+    η ~ N(0, I); coordinates z = (log α, η₁ … ηₙ):
+
+        U = ½ Σᵢ ((yᵢ − α(Lη)ᵢ)/0.3)² + ½‖η‖² + ½(log α)²
+
+    The amplitude's log has a long left tail (small α explains the data as noise). Truth: η
+    integrated out, y ~ N(0, α²K + 0.3²I), so p(log α | y) is a 1-D grid; given α, η | y is
+    normal with precision P = I + α²LᵀL/0.3² and mean P⁻¹·αLᵀy/0.3²."""
+    x = np.linspace(0.0, 1.0, n)
+    K = np.exp(-0.5 * ((x[:, None] - x[None, :]) / length) ** 2) + 1e-9 * np.eye(n)
+    L = np.linalg.cholesky(K)
+    rng = np.random.default_rng(seed)
+    y = L @ rng.standard_normal(n) * 0.7 + noise * rng.standard_normal(n)
+    s2 = noise ** 2
+
+    def energy_and_grad(z):
+        a = np.exp(z[:, 0])
+        eta = z[:, 1:]
+        f = a[:, None] * (eta @ L.T)                                     # (N, n)
+        r = (y - f) / s2
+        U = 0.5 * ((y - f) ** 2).sum(axis=1) / s2 + 0.5 * (eta * eta).sum(axis=1) + 0.5 * z[:, 0] ** 2
+        return U, np.column_stack([-(f * r).sum(axis=1) + z[:, 0], -a[:, None] * (r @ L) + eta])
+
+    target = (Target(n + 1, lambda z: energy_and_grad(z)[0], name="latent GP") if energy_only else
+              Target(n + 1, energy_and_grad=energy_and_grad, name="latent GP"))
+    target.names = ["log_alpha"] + [f"eta[{i + 1}]" for i in range(n)]
+    s = np.linspace(-15.0, 5.0, grid)
+    log_p, means, m2s = np.empty(grid), np.empty((grid, n)), np.empty((grid, n))
+    for i, si in enumerate(s):
+        a2 = np.exp(2.0 * si)
+        C = a2 * K + s2 * np.eye(n)
+        sign, logdet = np.linalg.slogdet(C)
+        log_p[i] = -0.5 * si * si - 0.5 * logdet - 0.5 * y @ np.linalg.solve(C, y)
+        P = np.eye(n) + a2 * (L.T @ L) / s2
+        cov = np.linalg.inv(P)
+        means[i] = cov @ (np.exp(si) * (L.T @ y) / s2)
+        m2s[i] = means[i] ** 2 + np.diag(cov)
+    w = np.exp(log_p - log_p.max())
+    w /= w.sum()
+    mean = np.concatenate([[w @ s], w @ means])
+    m2 = np.concatenate([[w @ (s * s)], w @ m2s])
+    return target, mean, np.sqrt(m2 - mean ** 2)
+
+
+def tail_set(energy_only=False):
+    """Posteriors whose tails can hide from k̂: [(name, target, true mean, true sd)]."""
+    return [("funnel, d = 5", *funnel(energy_only=energy_only)),
+            ("funnel, d = 10, scale 2", *funnel(10, 2.0, energy_only=energy_only)),
+            ("eight schools, centred", *eight_schools_centred(energy_only=energy_only)),
+            ("latent GP", *latent_gp(energy_only=energy_only))]

@@ -32,6 +32,8 @@ BLOCKS = {   # timed blocks first (run them on a quiet machine), then the long e
     "stopping": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--stopping"]),
     "own-density": ("README.md", ["python", "docs/own_density.py"]),
     "eight-schools": ("docs/researchers.md", ["python", "docs/eight_schools.py"]),
+    "constrained": ("docs/models.md", ["python", "docs/constrained.py"]),
+    "numpyro-model": ("docs/models.md", ["python", "docs/numpyro_model.py"]),
     "exercises": ("docs/exercises.md", ["python", "-m", "planarflow", "exercises"]),
     "spread": ("docs/recipe.md", ["python", "-m", "planarflow", "experiment", "--seeds", "0", "1", "2", "3", "4", "5"]),
     "kl-vs-k": ("docs/kl-vs-k.md", ["python", "-m", "planarflow", "experiment", "--kl-vs-k", "--recipe", "planarflow",
@@ -40,7 +42,9 @@ BLOCKS = {   # timed blocks first (run them on a quiet machine), then the long e
 
 # name -> (the page, a file whose code, after its docstring, the page shows in the block)
 SOURCES = {"eight-schools-code": ("docs/researchers.md", "docs/eight_schools.py"),
-           "own-density-code": ("README.md", "docs/own_density.py")}
+           "own-density-code": ("README.md", "docs/own_density.py"),
+           "constrained-code": ("docs/models.md", "docs/constrained.py"),
+           "numpyro-model-code": ("docs/models.md", "docs/numpyro_model.py")}
 
 PAGES = sorted({page for page, _ in BLOCKS.values()})     # each carries the fingerprint
 
@@ -143,7 +147,8 @@ def main(argv=None):
             parser.error(f"{path} (or its folder) is not writable")
     names = args.blocks
     from . import peer_jax, peer_nuts
-    for block, peer, what in (("benchmark", peer_jax, "JAX"), ("versus-nuts", peer_nuts, "NumPyro")):
+    for block, peer, what in (("benchmark", peer_jax, "JAX"), ("versus-nuts", peer_nuts, "NumPyro"),
+                              ("numpyro-model", peer_nuts, "NumPyro")):
         if (not names or block in names) and not peer.available():
             parser.error(f"the {block} block compares with {what}, which is not installed here: "
                          f"pip install -e \".[compare]\" (the maintainer's extra)")

@@ -513,7 +513,7 @@ def find_mode(target, x0=None, dim=None):
         return newton(checked, x0)
 
 
-def posterior(params, target, n=20_000, rng=None, names=None):
+def posterior(params, target, n=20_000, rng=None, names=None, transform=None):
     """Posterior estimates from a fitted flow: its n draws reweighted towards the target by
     Pareto-smoothed importance sampling (library/posterior.py).
 
@@ -527,23 +527,33 @@ def posterior(params, target, n=20_000, rng=None, names=None):
     params : a flow (from fit)
     target : the target it was fitted to (energy at the flow's draws; +inf gives weight 0)
     n : int ≥ 21, draws of the flow
-    names : optional list of d names for the summary's rows (default: target.names if it has
-        them, else x[0], x[1], …)
+    names : optional list of names for the summary's rows, one a coordinate — or, with a
+        transform, one for each of its values (default: target.names if it has them and there
+        is no transform, else x[0], x[1], …)
+    transform : optional function f(z) of the draws z (n, d), returning (n,) or (n, m) real
+        numbers: the model's own quantities (σ = exp(log σ), a simplex from its unconstrained
+        coordinates, a prediction, …). Every estimate is then of f(z) under the same weights —
+        mean, sd, mcse, quantiles, ``expect`` and ``resample`` see f(z) — and ``.z`` keeps the draws.
     """
     from .posterior import posterior as estimate
     params, K, d = check_params(params)
     checked = CheckedTarget(target, d, finite=False)
     n = as_int(n, "n", minimum=21, maximum=MAX_SAMPLES)
     check_size("n", n, d + K + 2)
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform: expected a function of the draws z (n, d), got {describe(transform)}")
     label = "names" if names is not None else "target.names"
-    names = getattr(target, "names", None) if names is None else names
+    names = getattr(target, "names", None) if names is None and transform is None else names
     if names is not None:
         if not isinstance(names, (list, tuple, np.ndarray)):
-            raise TypeError(f"{label}: expected a list of {d} strings, got {describe(names)}")
-        if len(names) != d or not all(isinstance(x, str) for x in names):
+            raise TypeError(f"{label}: expected a list of strings, got {describe(names)}")
+        if transform is None and (len(names) != d or not all(isinstance(x, str) for x in names)):
             raise ValueError(f"{label}: expected {d} strings, one a coordinate, got {describe(names)}")
+        if not all(isinstance(x, str) for x in names):
+            raise ValueError(f"{label}: expected strings, one for each of the transform's values, got "
+                             f"{describe(names)}")
         names = list(names)
     z, log_q = sample(params, n, rng)
     with np.errstate(all="ignore"):
         U = np.concatenate([checked.energy(z[i:i + CHUNK]) for i in range(0, n, CHUNK)])
-    return estimate(z, log_q, U, names)
+    return estimate(z, log_q, U, names, transform)

@@ -119,7 +119,8 @@ def _hessian(target, x, spread, U):
         pts[i, i] += h
         pts[d + i, i] -= h
         Ux, G = target.energy_and_grad(pts, spread)
-        H = (G[:d] - G[d:]) / (2.0 * h[:, None])          # row i: ∂∇U/∂xᵢ
+        with np.errstate(all="ignore"):                   # (a value that is not finite is named below)
+            H = (G[:d] - G[d:]) / (2.0 * h[:, None])      # row i: ∂∇U/∂xᵢ
         ok, count = np.all(np.isfinite(Ux)) and np.all(np.isfinite(H)), 2 * d
     else:
         h = (x + spread * (getattr(target, "eps", EPS) * (1.0 + abs(U))) ** 0.25) - x
@@ -128,7 +129,8 @@ def _hessian(target, x, spread, U):
             pts[k, i, :, i] += a * h[:, None]             # ± hᵢ on coordinate i (row i of each block)
             pts[k, :, i, i] += b * h[:, None]             # ± hⱼ on coordinate j
         V = target.energy(pts.reshape(-1, d)).reshape(4, d, d)
-        H = (V[0] - V[1] - V[2] + V[3]) / (4.0 * h[:, None] * h[None, :])
+        with np.errstate(all="ignore"):
+            H = (V[0] - V[1] - V[2] + V[3]) / (4.0 * h[:, None] * h[None, :])
         ok, count = np.all(np.isfinite(H)), 4 * d * d
     if not ok:
         raise ModeNotFound(f"the energy or its gradient is not finite within a few steps hᵢ of "

@@ -31,20 +31,23 @@ class Posterior:
 
     Attributes
     ----------
-    samples : ndarray (n, d)     the flow's draws
+    samples : ndarray (n, d)     the flow's draws — or, with a ``transform``, its values there
+                                 (n, m): the quantities every estimate below is of
+    z : ndarray (n, d)           the flow's draws, in the target's coordinates
     weights : ndarray (n,)       their Pareto-smoothed, normalised importance weights
     k_hat : float                the Pareto shape: reliable when ≤ 0.7
     reliable : bool              k_hat ≤ 0.7
     ess : float                  1/Σ w², the effective sample size
     mean, sd, mcse : ndarray (d,)   weighted means, standard deviations, and the means' Monte-Carlo
-                                    standard errors
-    names : list of d strings
+                                    standard errors (m of each with a transform)
+    names : list of d (or m) strings
     """
 
     THRESHOLD = 0.7
 
-    def __init__(self, samples, log_weights, k_hat, names=None):
+    def __init__(self, samples, log_weights, k_hat, names=None, z=None):
         self.samples = samples
+        self.z = samples if z is None else z
         self.weights = np.exp(log_weights - np.logaddexp.reduce(log_weights))
         self.k_hat = float(k_hat)
         self.reliable = bool(self.k_hat <= self.THRESHOLD)
@@ -126,8 +129,30 @@ class Posterior:
         return self.summary()
 
 
-def posterior(samples, log_q, energy, names=None):
-    """Posterior from the flow's samples (n, d), their log q (n,) and the target's energy there (n,)."""
+def transformed(transform, z):
+    """The model's own quantities at the draws: transform(z) as (n, m) float64, checked."""
+    raw = transform(z.copy())
+    try:
+        values = np.array(raw)
+    except Exception as exc:
+        raise TypeError(f"transform: expected an array of real numbers, got {describe(raw)} ({exc})") from None
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"transform: expected real numbers from it, got {describe(values)}; a complex or text "
+                        f"value is never cast")
+    if values.ndim not in (1, 2) or values.shape[0] != z.shape[0]:
+        raise ValueError(f"transform: expected values of shape ({z.shape[0]},) or ({z.shape[0]}, m) for draws "
+                         f"of shape {z.shape}, got {values.shape}; it is called once with all the draws")
+    values = values.astype(np.float64).reshape(z.shape[0], -1)
+    if not np.all(np.isfinite(values)):
+        bad = np.argmax(~np.isfinite(values).all(axis=1))
+        raise ValueError(f"transform: returned NaN or infinite values, e.g. at the draw "
+                         f"{np.array2string(z[bad], precision=4, max_line_width=200)}")
+    return values
+
+
+def posterior(samples, log_q, energy, names=None, transform=None):
+    """Posterior from the flow's samples (n, d), their log q (n,) and the target's energy there
+    (n,); with ``transform``, of its values at the samples."""
     with np.errstate(over="ignore", invalid="ignore"):
         log_w = -energy - log_q
     if np.any(np.isnan(log_w)) or np.any(log_w == np.inf):
@@ -137,7 +162,11 @@ def posterior(samples, log_q, energy, names=None):
     finite = np.isfinite(log_w)
     smoothed = np.full(log_w.shape, -np.inf)
     smoothed[finite], k_hat = diagnostics.psis(log_w[finite]) if finite.sum() >= 21 else (log_w[finite], np.inf)
-    result = Posterior(samples, smoothed, k_hat, names)
+    values = samples if transform is None else transformed(transform, samples)
+    if names is not None and len(names) != values.shape[1]:
+        what = "the transform's values" if transform is not None else "coordinates"
+        raise ValueError(f"names: expected {values.shape[1]} strings, one for each of {what}, got {len(names)}")
+    result = Posterior(values, smoothed, k_hat, names, z=samples)
     if not result.reliable:
         warnings.warn(f"posterior: k̂ = {k_hat:.2f} > 0.7 — the flow is not close enough to the target for "
                       f"importance sampling: these estimates (ESS {result.ess:.0f} of {result.n}) cannot be "

@@ -303,6 +303,7 @@ class Run:
     def __init__(self, target, settings):
         self.s = settings
         self.checked = CheckedTarget(target, settings.dim, finite=False)
+        self.checked.blocks = (2 * settings.dim + 1, settings.batch_size)    # the user's function sees two shapes
         self.report = Progress(enabled=settings.progress)
         self.adam = reference.Adam(settings.lr)
         self.history = {"loss": [], "beta": [], "lr": []}

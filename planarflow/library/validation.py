@@ -31,6 +31,7 @@ MAX_ABS = 1e100           # parameters and points: larger entries overflow when 
 MAX_POINT = 1e150         # points in the flow's own space (log_prob, inverse, sample's draws): a flow in the
                           # domain draws beyond 1e100 (a base with σ = e^230), and 1e150² summed over up to
                           # 1e8 coordinates still fits in float64
+BLOCK = 512               # points a call of a user's function gets outside training (CheckedTarget.blocks)
 MAX_ENTRIES = 10 ** 8     # the largest array (in numbers) a call may be asked to allocate
 
 
@@ -313,6 +314,12 @@ class CheckedTarget:
     (reference.reverse_kl asks for U, then ∇U): one evaluation (or one set of differences)
     a step on either engine. ``typical``: each coordinate's spread, for the differences' steps.
     ``nonfinite`` holds what the last call returned that was not finite.
+
+    The user's functions see few batch shapes, so that a compiled energy (jax.jit, torch.compile)
+    compiles once a shape, not once a call: a call of at most ``blocks[0]`` = 2d + 1 points (a
+    mode search's single points and its differences) is padded to that many, a larger one is cut
+    into calls of ``blocks[1]`` points (fit's batch size while it trains; BLOCK = 512 elsewhere),
+    the last padded; padding repeats a real point, and only the real points' values are kept.
     """
 
     def __init__(self, target, dim, finite=True, name="target", training=False):
@@ -331,8 +338,30 @@ class CheckedTarget:
         # planarflow's own targets (api.PaperTarget, api.Gaussian) return fresh float64 arrays of
         # the right shape for any float64 (N, d) points: they are called without copies or checks
         self._own = getattr(target, "_unchecked_energy_and_grad", None)
+        self.blocks = (2 * dim + 1, BLOCK)
 
-    def _check(self, value, method, shape, points):
+    def _call(self, fn, z, method, outputs):
+        """fn at the points z (N, d), in calls of the fixed ``blocks`` shapes; its values checked —
+        real numbers, one per point (``outputs`` "U"), a row per point ("G"), or a pair of them
+        ("UG") — and returned for the N points as float64 (a pair for "UG")."""
+        N = z.shape[0]
+        small, large = self.blocks
+        size = small if N <= small else large
+        parts = []
+        for s in range(0, N, size):
+            chunk = z[s:s + size]
+            n = chunk.shape[0]
+            padded = chunk if n == size else np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
+            out = fn(np.array(padded))
+            if outputs == "UG" and (not isinstance(out, tuple) or len(out) != 2):
+                raise TypeError(f"{self.name}.{method}: expected a pair (U, ∇U), got {describe(out)}")
+            parts.append([self._real(v, method, (size,) if kind == "U" else (size, self.dim))[:n]
+                          for v, kind in zip(out if outputs == "UG" else (out,), outputs)])
+        values = [self._finite(np.concatenate([p[i] for p in parts]), method, z) for i in range(len(outputs))]
+        return tuple(values) if outputs == "UG" else values[0]
+
+    def _real(self, value, method, shape):
+        """``value`` as a float64 array of ``shape``, or a TypeError/ValueError naming the method."""
         try:
             arr = np.array(value, copy=True)
         except Exception as exc:
@@ -345,7 +374,14 @@ class CheckedTarget:
             raise ValueError(f"{self.name}.{method}: expected shape {shape} for points of shape "
                              f"{(shape[0], self.dim)}, got {arr.shape}")
         with np.errstate(over="ignore"):
-            arr = arr.astype(np.float64, copy=False)
+            return arr.astype(np.float64, copy=False)
+
+    def _check(self, value, method, shape, points):
+        return self._finite(self._real(value, method, shape), method, points)
+
+    def _finite(self, arr, method, points):
+        """``arr`` as it is, noting (with ``finite``: refusing) values that are not finite."""
+        shape = arr.shape
         finite = np.isfinite(arr)
         if not finite.all():
             rows = ~finite.reshape(shape[0], -1).all(axis=1)
@@ -371,7 +407,7 @@ class CheckedTarget:
             U, g = self.energy_and_grad(z)
             self._pending = (z.copy(), g)
             return U
-        return self._check(self.target.energy(np.array(z)), "energy", z.shape[:1], z)
+        return self._call(self.target.energy, z, "energy", "U")
 
     def grad(self, z, typical=None):
         pending, self._pending = self._pending, None
@@ -380,7 +416,7 @@ class CheckedTarget:
         if self._both is not None:
             return self.energy_and_grad(z)[1]
         if self._grad is not None:
-            return self._check(self._grad(np.array(z)), "grad", z.shape, z)
+            return self._call(self._grad, z, "grad", "G")
         return self.energy_and_grad(z, typical)[1]
 
     def energy_and_grad(self, z, typical=None):
@@ -388,17 +424,13 @@ class CheckedTarget:
         if self._own is not None:
             return self._own(z)
         if self._both is not None:
-            out = self._both(np.array(z))
-            if not isinstance(out, tuple) or len(out) != 2:
-                raise TypeError(f"{self.name}.energy_and_grad: expected a pair (U, ∇U), got {describe(out)}")
-            return (self._check(out[0], "energy_and_grad", z.shape[:1], z),
-                    self._check(out[1], "energy_and_grad", z.shape, z))
+            return self._call(self._both, z, "energy_and_grad", "UG")
         if self._grad is not None:
             return self.energy(z), self.grad(z)
         warn_numerical(self)
 
         def energy(x):
-            return self._check(self.target.energy(np.array(x)), "energy", x.shape[:1], x)
+            return self._call(self.target.energy, x, "energy", "U")
 
         with np.errstate(all="ignore"):
             U, g = (forward_gradient if self.training else central_gradient)(

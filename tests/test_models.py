@@ -1,0 +1,132 @@
+"""A model as a probabilistic programming language hands it over: the few batch shapes a compiled
+energy sees, the posterior in the model's own quantities (transform), and no stray warnings from
+a target whose mode search walks into a funnel's neck."""
+
+import warnings
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import planarflow as pf
+from planarflow.lab import posteriors
+from planarflow.library.validation import BLOCK, CheckedTarget
+
+
+class Recording:
+    """A target that notes the batch size of every call of its function."""
+
+    def __init__(self, target, gradient=True):
+        self.inner, self.dim, self.shapes = target, target.dim, Counter()
+        if gradient:
+            self.energy_and_grad = self._both
+
+    def energy(self, z):
+        self.shapes[z.shape] += 1
+        return self.inner.energy(z)
+
+    def _both(self, z):
+        self.shapes[z.shape] += 1
+        return self.inner.energy_and_grad(z)
+
+
+@pytest.mark.parametrize("gradient", [True, False])
+def test_a_fit_calls_the_users_function_with_two_batch_shapes_and_the_diagnostics_with_one_more(gradient):
+    target, _, _ = posteriors.eight_schools()
+    d = target.dim
+    rec = Recording(target, gradient)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pf.NumericalGradientWarning)
+        params, _ = pf.fit(rec, 4, 300, 256, rng=0, progress=False, stop="steps")
+        assert set(rec.shapes) == {(2 * d + 1, d), (256, d)}, rec.shapes
+        rec.shapes.clear()
+        pf.posterior(params, rec, 3000, rng=1)
+        if gradient:
+            pf.check_target(rec, rng=0)
+    assert set(rec.shapes) <= {(2 * d + 1, d), (BLOCK, d)}, rec.shapes
+
+
+def test_padding_keeps_only_the_real_points_values():
+    target, _, _ = posteriors.eight_schools()
+    z = np.random.default_rng(0).standard_normal((1300, 10))
+    for n in (1, 5, 21, 22, 512, 513, 1300):
+        checked = CheckedTarget(target, 10)
+        U, g = checked.energy_and_grad(z[:n])
+        U0, g0 = target.energy_and_grad(z[:n])
+        assert U.shape == (n,) and g.shape == (n, 10)
+        np.testing.assert_array_equal(U, U0)
+        np.testing.assert_array_equal(g, g0)
+
+
+def test_a_batch_that_returns_the_wrong_shape_is_named_with_the_shape_it_was_given():
+    bad = pf.Target(3, lambda z: np.zeros(z.shape[0] + 1))
+    with pytest.raises(ValueError, match=r"expected shape \(7,\) for points of shape \(7, 3\)"):
+        CheckedTarget(bad, 3).energy(np.zeros((2, 3)))
+
+
+def test_a_non_finite_value_is_counted_among_the_real_points_only():
+    def energy(z):
+        return np.where(z[:, 0] > 0, np.inf, 0.5 * (z * z).sum(axis=1))
+    checked = CheckedTarget(pf.Target(2, energy), 2, finite=False)
+    z = np.array([[1.0, 0.0], [-1.0, 0.0], [-2.0, 0.0]])
+    checked.energy(z[:1])
+    assert checked.nonfinite[1:3] == (1, 1)
+    checked.energy(np.concatenate([z[1:], z[:1]]))          # padded with copies of the last (infinite) point
+    assert checked.nonfinite[1:3] == (1, 3)
+
+
+# --- the model's own quantities ------------------------------------------------------------------
+
+def fitted_gaussian():
+    target = pf.Gaussian(mean=[0.5, -1.0], std=[0.3, 0.8])
+    params, _ = pf.fit(target, 2, 1500, 256, rng=0, progress=False)
+    return target, params
+
+
+def test_a_transform_gives_the_weighted_estimates_of_its_values_under_the_same_weights():
+    target, params = fitted_gaussian()
+    plain = pf.posterior(params, target, 20_000, rng=1)
+    post = pf.posterior(params, target, 20_000, rng=1, transform=lambda z: np.exp(z), names=["s1", "s2"])
+    np.testing.assert_array_equal(post.z, plain.samples)
+    np.testing.assert_array_equal(post.weights, plain.weights)
+    values = np.exp(plain.samples)
+    np.testing.assert_allclose(post.mean, plain.weights @ values, rtol=1e-14)
+    np.testing.assert_allclose(post.sd, np.sqrt(plain.weights @ (values - post.mean) ** 2), rtol=1e-12)
+    # E[e^z] for z ~ N(μ, σ²) is e^{μ + σ²/2}: the log-normal's mean, within four Monte-Carlo errors
+    truth = np.exp(np.array([0.5, -1.0]) + np.array([0.3, 0.8]) ** 2 / 2)
+    assert np.all(np.abs(post.mean - truth) < 4 * post.mcse + 1e-3)
+    np.testing.assert_allclose(post.quantile(0.5), np.exp(plain.quantile(0.5)), rtol=1e-3)
+    assert "s1" in post.summary() and post.expect(lambda v: v[:, 0]) == pytest.approx(post.mean[0])
+    assert post.resample(10, rng=0).shape == (10, 2)
+
+
+def test_a_transform_to_one_number_a_draw_and_its_names():
+    target, params = fitted_gaussian()
+    post = pf.posterior(params, target, 5000, rng=1, transform=lambda z: z[:, 0] - z[:, 1], names=["diff"])
+    assert post.mean.shape == (1,) and post.names == ["diff"]
+    assert abs(post.mean[0] - 1.5) < 4 * post.mcse[0] + 1e-3
+
+
+@pytest.mark.parametrize("transform, names, error, words", [
+    (lambda z: z, ["a"], ValueError, "names: expected 2 strings"),
+    ("exp", None, TypeError, "transform: expected a function"),
+    (lambda z: z + 1j, None, TypeError, "transform: expected real numbers"),
+    (lambda z: np.where(z > 0, np.nan, z), None, ValueError, "transform: returned NaN or infinite"),
+    (lambda z: z[:5], None, ValueError, "transform: expected values of shape"),
+    (lambda z: np.ones((len(z), 2, 2)), None, ValueError, "transform: expected values of shape"),
+    (lambda z: z, [1, 2], ValueError, "names: expected strings"),
+])
+def test_a_bad_transform_is_named(transform, names, error, words):
+    target, params = fitted_gaussian()
+    with pytest.raises(error, match=words):
+        pf.posterior(params, target, 1000, rng=1, transform=transform, names=names)
+
+
+# --- no stray warnings ---------------------------------------------------------------------------
+
+def test_a_funnel_whose_mode_search_walks_into_its_neck_warns_only_through_planarflow():
+    target, _, _ = posteriors.funnel(10, 2.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pf.fit(target, 2, 30, 32, rng=0, progress=False)
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
