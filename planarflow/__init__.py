@@ -59,7 +59,7 @@ from .library.api import (Adam, EstimatedLogZWarning, Gaussian, find_mode, flow_
 from .library.differences import NumericalGradientWarning
 from .library.files import load, save
 from .library.mode import Mode, ModeNotFound
-from .library.posterior import Posterior, UnreliablePosteriorWarning
+from .library.posterior import Posterior, TailWarning, UnreliablePosteriorWarning
 from .library.target import Target, check_target
 from .library.training import FitWarning, TrainingDiverged, fit
 from .library.validation import LowPrecisionWarning
@@ -81,7 +81,7 @@ __version__ = "0.3.0"
 
 __all__ = [
     "Adam", "EstimatedLogZWarning", "FitWarning", "Gaussian", "LowPrecisionWarning", "Mode", "ModeNotFound",
-    "NumericalGradientWarning", "Posterior", "Target", "TrainingDiverged", "UnreliablePosteriorWarning",
+    "NumericalGradientWarning", "Posterior", "TailWarning", "Target", "TrainingDiverged", "UnreliablePosteriorWarning",
     "check_target", "find_mode", "fit", "flow_backward", "flow_forward", "get_target",
     "importance_log_z", "init_params", "inverse", "kl_divergence", "load", "log_partition",
     "log_prob", "numerical_gradient", "planar_backward", "planar_forward", "posterior", "psis",

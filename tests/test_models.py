@@ -37,6 +37,7 @@ def test_a_fit_calls_the_users_function_with_two_batch_shapes_and_the_diagnostic
     rec = Recording(target, gradient)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pf.NumericalGradientWarning)
+        warnings.simplefilter("ignore", pf.TailWarning)                  # (300 steps: a rough flow)
         params, _ = pf.fit(rec, 4, 300, 256, rng=0, progress=False, stop="steps")
         assert set(rec.shapes) == {(2 * d + 1, d), (256, d)}, rec.shapes
         rec.shapes.clear()
@@ -130,3 +131,58 @@ def test_a_funnel_whose_mode_search_walks_into_its_neck_warns_only_through_plana
         warnings.simplefilter("always")
         pf.fit(target, 2, 30, 32, rng=0, progress=False)
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+
+
+# --- the tail check ------------------------------------------------------------------------------
+
+from planarflow.library.posterior import Posterior, check_tails  # noqa: E402
+
+
+def weighted(sd, n=40_000, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n, 2)) * sd
+    return Posterior(x, np.zeros(n), -1.0)
+
+
+def test_the_tail_check_compares_sds_beyond_their_noise():
+    same = check_tails(weighted([1.0, 2.0]), weighted([1.0, 2.0], seed=1))
+    assert not same["flagged"] and np.all(np.abs(same["sd_change"]) < 0.02)
+    assert np.all(same["z_sd"] < 4)                          # the same distribution: within its noise
+    with pytest.warns(pf.TailWarning, match=r"sd of x\[1\] is \+20%"):
+        wider = check_tails(weighted([1.0, 2.0]), weighted([1.0, 2.4], seed=1))
+    assert wider["flagged"] and wider["sd_change"][1] == pytest.approx(0.2, abs=0.02)
+
+
+def test_a_small_change_or_a_noisy_one_is_not_flagged():
+    """3% more, far beyond its noise (40 000 draws), is under the 5% bar; 20% more from 200 draws
+    is within it."""
+    assert not check_tails(weighted([1.0, 1.0]), weighted([1.0, 1.03], seed=1))["flagged"]
+    assert not check_tails(weighted([1.0, 1.0], n=200), weighted([1.0, 1.2], n=200, seed=1))["flagged"]
+
+
+def test_a_right_fit_passes_the_tail_check_and_the_summary_says_so():
+    target, mean, sd = posteriors.wide_regression()
+    params, _ = pf.fit(target, 16, 3000, 512, rng=0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        post = pf.posterior(params, target, 20_000, rng=1)
+    assert not post.tails["flagged"] and "tail check: a wider base agrees" in post.summary()
+    assert pf.posterior(params, target, 1000, rng=1, tails=False).tails is None
+    with pytest.raises(TypeError, match="tails"):
+        pf.posterior(params, target, 1000, rng=1, tails="yes")
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_posteriors_whose_tails_hide_from_k_hat_come_back_right_or_flagged(case):
+    """Funnels, the centred eight schools, a latent GP: the README's call either gets them right
+    (means within 0.1 sd, sds within 10%) or says it did not — k̂ > 0.7, or a TailWarning."""
+    name, target, mean, sd = posteriors.tail_set()[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pf.FitWarning)
+        params, _ = pf.fit(target, 16, 3000, 512, rng=2, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post = pf.posterior(params, target, 20_000, rng=12)
+    dm, ds = posteriors.judge(post, mean, sd)
+    said = {w.category for w in caught}
+    assert (dm < 0.1 and ds < 0.1) or pf.UnreliablePosteriorWarning in said or pf.TailWarning in said, \
+        (name, dm, ds, post.k_hat, post.tails["sd_change"])

@@ -248,8 +248,13 @@ def main(argv=None):
                       help="only eight posteriors, planarflow's call against NumPyro's NUTS (needs .[compare])")
     only.add_argument("--stopping", action="store_true",
                       help="only where stopping at convergence would be wrong, and BLAS threads under load")
+    only.add_argument("--tails", action="store_true",
+                      help="only posterior's tail check: on posteriors whose tails hide from k̂, and on the eight")
+    only.add_argument("--energy-only", action="store_true",
+                      help="only fits of an energy without a gradient: along coordinates, along directions")
     args = parser.parse_args(argv)
-    only_one = next((f for f in ("placement", "posteriors", "versus_nuts", "stopping") if getattr(args, f)), None)
+    only_one = next((f for f in ("placement", "posteriors", "versus_nuts", "stopping", "tails", "energy_only")
+                     if getattr(args, f)), None)
     if only_one and (args.no_demo or args.steps is not None):
         parser.error(f"{'--no-demo' if args.no_demo else '--steps'}: only for the step timings; "
                      f"--{only_one.replace('_', '-')} runs fits of its own")
@@ -260,8 +265,9 @@ def main(argv=None):
         posterior_table()
         say(f"({time.perf_counter() - began:.0f} s in all)")
         return
-    if args.placement or args.versus_nuts or args.stopping:    # as a researcher runs them (fit sets its threads)
-        {"placement": print_placement, "versus_nuts": print_versus_nuts, "stopping": print_stopping}[only_one]()
+    if only_one:                                     # as a researcher runs them (fit sets its threads)
+        {"placement": print_placement, "versus_nuts": print_versus_nuts, "stopping": print_stopping,
+         "tails": print_tails, "energy_only": print_energy_only}[only_one]()
         say(f"({time.perf_counter() - began:.0f} s in all)")
         return
     _single_threaded_blas(sys.argv[1:] if argv is None else argv)
@@ -399,6 +405,77 @@ def print_stopping():
                 f"{min(times[1], times[3]):5.1f}")
     finally:
         busy.kill()
+
+
+def print_tails(seeds=(0, 1, 2)):
+    """posterior's tail check against the truth: does it flag the fits whose estimates are wrong
+    while k̂ ≤ 0.7, and stay quiet on the right ones?"""
+    import warnings
+
+    from ..library.api import posterior
+    from ..library.training import fit
+    from .posteriors import benchmark_set, judge, tail_set
+
+    say("fit(target, 16, 3000, 512, rng=seed), then posterior(params, target, 20 000): against the truth")
+    say("(right: every mean within 0.1 sd, every sd within 10%), what k̂ and the tail check say")
+    say(f"  {'posterior':26} {'seed':>4}  {'k̂':>5}  {'mean error':>10}  {'sd error':>8}  {'wide k̂':>6}  "
+        f"{'largest sd change':>17}  verdict")
+    tally = {}
+    for name, target, mean, sd in tail_set() + benchmark_set():
+        for seed in seeds:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                params, _ = fit(target, 16, 3000, 512, rng=seed, progress=False)
+                post = posterior(params, target, 20_000, rng=seed + 10)
+            dm, ds = judge(post, mean, sd)
+            right = dm <= RIGHT and ds <= RIGHT
+            said = "k̂ > 0.7" if not post.reliable else "TailWarning" if post.tails["flagged"] else "silent"
+            verdict = ("right, " if right else "WRONG, ") + said
+            tally[verdict] = tally.get(verdict, 0) + 1
+            j = int(np.argmax(np.abs(post.tails["sd_change"])))
+            say(f"  {name:26} {seed:4d}  {post.k_hat:5.2f}  {dm:10.3f}  {ds:8.3f}  {post.tails['wide'].k_hat:6.2f}  "
+                f"{post.tails['sd_change'][j]:+16.1%}   {verdict}")
+    say("  " + "; ".join(f"{k}: {v}" for k, v in sorted(tally.items())))
+
+
+def print_energy_only(seeds=(0, 1, 2)):
+    """Fits of an energy alone: differences along the coordinates (d + 1 energies a point) and
+    along random directions around the Laplace quadratic, against the same posterior's fit with its
+    gradient — time and accuracy."""
+    import warnings
+
+    from ..library import training
+    from ..library.api import posterior
+    from .posteriors import benchmark_set, judge, wide_regression
+
+    say("fit(target, 16, 3000, 512, rng=seed) on an energy without a gradient, then posterior(…, 20 000):")
+    say("seconds of the fit, and whether the estimate is right (every mean within 0.1 sd, every sd within")
+    say("10%, k̂ ≤ 0.7; ! marks one that is not), by the gradient, and by differences along the d")
+    say(f"coordinates and along {training.DIRECTIONS} random directions a point (fit's choice from d = "
+        f"{training.DIRECTIONS_FROM} on)")
+    say(f"  {'posterior':26} {'d':>3}  {'gradient':>18}  {'coordinates':>20}  {'directions':>20}")
+    cases = [(name, with_grad) for name, with_grad, _, _ in benchmark_set()]
+    energy_only = {name: (target, mean, sd) for name, target, mean, sd in benchmark_set(energy_only=True)}
+    big = "regression, 24 predictors, N = 5000"
+    cases.append((big, wide_regression(p=24, n=5000)[0]))
+    energy_only[big] = wide_regression(p=24, n=5000, energy_only=True)
+    for name, with_grad in cases:
+        target, mean, sd = energy_only[name]
+        cells = []
+        for kind, t, kw in (("gradient", with_grad, {}), ("coordinates", target, {"differences": "coordinates"}),
+                            ("directions", target, {"differences": "directions"})):
+            row = []
+            for seed in seeds:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    start = time.perf_counter()
+                    params, _ = training.fit(t, 16, 3000, 512, rng=seed, progress=False, **kw)
+                    seconds = time.perf_counter() - start
+                    post = posterior(params, t, 20_000, rng=seed + 10, tails=False)
+                dm, ds = judge(post, mean, sd)
+                row.append(f"{seconds:5.1f}{'' if dm <= RIGHT and ds <= RIGHT and post.reliable else '!'}")
+            cells.append(" ".join(row))
+        say(f"  {name:26} {target.dim:3d}  {cells[0]:>18}  {cells[1]:>20}  {cells[2]:>20}")
 
 
 def print_placement():

@@ -513,7 +513,27 @@ def find_mode(target, x0=None, dim=None):
         return newton(checked, x0)
 
 
-def posterior(params, target, n=20_000, rng=None, names=None, transform=None):
+def wider_sample(params, n, rng=None, widen=None):
+    """n draws of the flow from a base with wider tails and their exact log-density (x (n, d),
+    log q̃ (n,)): z₀ from the mixture ½N(0, I) + ½N(0, c²I), c = 1 + 3/√d (posterior.widening),
+    pushed through the same layers — log q̃(x) = log m(z₀) − Σ_k log D_k (− Σ log σᵢ), as for the
+    flow itself. Half the draws are the flow's own, so the weights p/q̃ ≤ 2·p/q: never heavier."""
+    from .posterior import widening
+    params, K, d = check_params(params)
+    c = widening(d) if widen is None else widen
+    rng = make_rng(rng)
+    x, log_q = np.empty((n, d)), np.empty(n)
+    for i in range(0, n, CHUNK):
+        m = min(CHUNK, n - i)
+        z0 = rng.standard_normal((m, d)) * np.where(rng.random(m) < 0.5, c, 1.0)[:, None]
+        log_m = np.logaddexp(reference.std_normal_log_density(z0),
+                             reference.std_normal_log_density(z0 / c) - d * np.log(c)) - np.log(2.0)
+        x[i:i + m], sum_logdet, _ = lesson(params).flow_forward(params, z0)
+        log_q[i:i + m] = log_m - sum_logdet
+    return x, log_q
+
+
+def posterior(params, target, n=20_000, rng=None, names=None, transform=None, tails=True):
     """Posterior estimates from a fitted flow: its n draws reweighted towards the target by
     Pareto-smoothed importance sampling (library/posterior.py).
 
@@ -534,8 +554,12 @@ def posterior(params, target, n=20_000, rng=None, names=None, transform=None):
         numbers: the model's own quantities (σ = exp(log σ), a simplex from its unconstrained
         coordinates, a prediction, …). Every estimate is then of f(z) under the same weights —
         mean, sd, mcse, quantiles, ``expect`` and ``resample`` see f(z) — and ``.z`` keeps the draws.
+    tails : bool (default True): the tail check — the same estimates from n more draws of the
+        flow with a wider base (wider_sample), compared beyond their Monte-Carlo errors: a flow
+        whose tails fall short of the target's, which k̂ cannot see, gives different standard
+        deviations there, and a TailWarning says where (library/posterior.py; ``.tails``).
     """
-    from .posterior import posterior as estimate
+    from .posterior import check_tails, posterior as estimate
     params, K, d = check_params(params)
     checked = CheckedTarget(target, d, finite=False)
     n = as_int(n, "n", minimum=21, maximum=MAX_SAMPLES)
@@ -553,7 +577,16 @@ def posterior(params, target, n=20_000, rng=None, names=None, transform=None):
             raise ValueError(f"{label}: expected strings, one for each of the transform's values, got "
                              f"{describe(names)}")
         names = list(names)
+    if not isinstance(tails, (bool, np.bool_)):
+        raise TypeError(f"tails: expected True or False, got {describe(tails)}")
+    rng = make_rng(rng)
     z, log_q = sample(params, n, rng)
     with np.errstate(all="ignore"):
         U = np.concatenate([checked.energy(z[i:i + CHUNK]) for i in range(0, n, CHUNK)])
-    return estimate(z, log_q, U, names, transform)
+    result = estimate(z, log_q, U, names, transform)
+    if tails:
+        x, log_q = wider_sample(params, n, rng)
+        with np.errstate(all="ignore"):
+            U = np.concatenate([checked.energy(x[i:i + CHUNK]) for i in range(0, n, CHUNK)])
+        check_tails(result, estimate(x, log_q, U, names, transform, quiet=True))
+    return result

@@ -35,6 +35,7 @@ raises ModeNotFound with what was seen; ``fit`` then says so and starts at N(0, 
 import numpy as np
 
 from .. import base
+from .differences import directional_gradient
 from .validation import MAX_ENTRIES, MAX_LOG_SIGMA, as_array
 
 
@@ -237,6 +238,12 @@ class Frame:
 
     ``log_det`` = log det R = Σ log Rᵢᵢ: densities in y and x differ by it, so a loss computed in
     the frame is the loss in x plus log det R, and fit reports the latter.
+
+    With ``directions`` = m > 0 (fit's choice for an energy without a gradient), the gradient is
+    differences.directional_gradient's: m random ±1 directions a point around the quadratic ½‖y‖²,
+    drawn for each flow's batch of ``block`` points from a generator keyed by (``seed``, the step,
+    the batch's place in the step) — the run sets the step — so that both engines (one call a
+    member, or one for all) and a resumed run see the same ones.
     """
 
     def __init__(self, target, center, R):
@@ -245,17 +252,43 @@ class Frame:
         self.name = getattr(target, "name", "target")
         self.log_det = float(np.sum(np.log(np.diag(R))))
         target.typical = frame_typical(R)            # finite differences in x, their steps scaled to the frame
+        self.directions, self.seed, self.step, self.used, self.block = 0, 0, 0, 0, 1
+        self._pending = None
 
     def to_x(self, y):
         return self.center + y @ self.R.T
 
+    def at_step(self, step):
+        """A new step: its directions start afresh."""
+        self.step, self.used = step, 0
+
+    def _directional(self, y):
+        N, d = y.shape
+        V = np.empty((self.directions, N, d))
+        for start in range(0, N, self.block):                # one generator a flow's batch
+            rng = np.random.default_rng([self.seed, self.step, self.used])
+            self.used += 1
+            V[:, start:start + self.block] = rng.integers(0, 2, size=V[:, start:start + self.block].shape) * 2.0 - 1.0
+        U, g = directional_gradient(lambda pts: self.target.values(self.to_x(pts)), y, V, self.target.eps)
+        self._pending = (y, g)
+        return U, g
+
     def energy(self, y):
+        if self.directions:
+            return self._directional(y)[0]
         return self.target.energy(self.to_x(y))
 
     def grad(self, y):
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] is y:
+            return pending[1]
+        if self.directions:
+            return self._directional(y)[1]
         return self.target.grad(self.to_x(y)) @ self.R
 
     def energy_and_grad(self, y):
+        if self.directions:
+            return self._directional(y)
         U, g = self.target.energy_and_grad(self.to_x(y))
         return U, g @ self.R
 

@@ -26,6 +26,21 @@ class UnreliablePosteriorWarning(UserWarning):
     """k̂ > 0.7: the importance weights are too heavy-tailed for the estimates to be trusted."""
 
 
+class TailWarning(UserWarning):
+    """A wider proposal finds mass the flow misses: standard deviations too small, which k̂ cannot see."""
+
+
+WIDEN = 3.0            # the tail check's base: ½N(0, I) + ½N(0, c²I), c = 1 + WIDEN/√d (its draws reach
+                       # WIDEN base units further out, in any d; measured: benchmark --tails)
+TAIL_CHANGE = 0.05     # …flags an sd that changes by more than this fraction (or a mean by this many sds)
+TAIL_Z = 3.0           # …and by more than this many standard errors of the difference
+
+
+def widening(d):
+    """c of the tail check's wider base in d dimensions."""
+    return 1.0 + WIDEN / np.sqrt(d)
+
+
 class Posterior:
     """Importance-weighted estimates under the target from a flow's samples (see the module doc).
 
@@ -58,6 +73,7 @@ class Posterior:
         dev = samples - self.mean
         self.sd = np.sqrt(self.weights @ (dev * dev))
         self.mcse = np.sqrt((self.weights ** 2) @ (dev * dev))
+        self.tails = None                  # the tail check's findings (check_tails), when it ran
 
     def _values(self, f, name="f"):
         """f applied to the samples, as (n, m) floats, and whether f gave one number a draw."""
@@ -118,8 +134,14 @@ class Posterior:
                    "UNRELIABLE: k̂ > 0.7, a few draws decide these numbers; fit longer, with more layers, "
                    "or check the target")
         lines = [f"{self.n} draws of the flow, Pareto-smoothed importance weights: k̂ = {self.k_hat:.2f}, "
-                 f"ESS = {self.ess:.0f} — {verdict}",
-                 f"{'':>{width}} {'mean':>12} {'sd':>11} {'mcse':>9} {'5%':>12} {'50%':>12} {'95%':>12}"]
+                 f"ESS = {self.ess:.0f} — {verdict}"]
+        if self.tails is not None:
+            j = int(np.argmax(np.abs(self.tails["sd_change"])))
+            lines.append(("TAILS FALL SHORT: a wider base changes" if self.tails["flagged"] else
+                          "tail check: a wider base agrees, within its noise; the largest change") +
+                         f" is {self.tails['sd_change'][j]:+.1%} in the sd of {self.names[j]}")
+        lines += [
+                  f"{'':>{width}} {'mean':>12} {'sd':>11} {'mcse':>9} {'5%':>12} {'50%':>12} {'95%':>12}"]
         for i, name in enumerate(self.names):
             lines.append(f"{name:>{width}} {self.mean[i]:12.5g} {self.sd[i]:11.4g} {self.mcse[i]:9.2g} "
                          f"{qs[0, i]:12.5g} {qs[1, i]:12.5g} {qs[2, i]:12.5g}")
@@ -150,7 +172,45 @@ def transformed(transform, z):
     return values
 
 
-def posterior(samples, log_q, energy, names=None, transform=None):
+def sd_errors(post):
+    """The Monte-Carlo standard error of each weighted sd, to first order (the delta method):
+    √(Σ w̃ᵢ²((xᵢ − m)² − s²)²)/(2s)."""
+    dev2 = (post.samples - post.mean) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt((post.weights ** 2) @ (dev2 - post.sd ** 2) ** 2) / (2.0 * post.sd)
+
+
+def check_tails(post, wide):
+    """Compare ``post`` with ``wide``, the same estimates from the flow with a wider base: where an sd
+    (or a mean) differs by more than TAIL_CHANGE — a relative change, or in sds — and by more than
+    TAIL_Z standard errors of the difference, the flow misses mass there. Both are consistent
+    estimates of the same numbers, so only a flow whose tails fall short of the target's makes them
+    differ beyond their noise — and k̂ may not see it: weights are heavy only where the flow draws.
+    (The wider estimate's own k̂ is not a criterion: measured, it exceeds 0.7 on right fits.)
+    Sets ``post.tails`` (a dict) and warns (TailWarning)."""
+    se = np.sqrt(sd_errors(post) ** 2 + sd_errors(wide) ** 2)
+    change = wide.sd / post.sd - 1.0
+    z_sd = np.abs(wide.sd - post.sd) / se
+    shift = (wide.mean - post.mean) / post.sd
+    z_mean = np.abs(wide.mean - post.mean) / np.sqrt(post.mcse ** 2 + wide.mcse ** 2)
+    flagged_sd = (np.abs(change) > TAIL_CHANGE) & (z_sd > TAIL_Z)
+    flagged_mean = (np.abs(shift) > TAIL_CHANGE) & (z_mean > TAIL_Z)
+    worst = int(np.argmax(np.abs(change)))
+    post.tails = {"flagged": bool(flagged_sd.any() or flagged_mean.any()),
+                  "sd_change": change, "mean_shift": shift, "z_sd": z_sd, "z_mean": z_mean,
+                  "wide": wide}
+    if post.tails["flagged"]:
+        j = int(np.argmax(np.where(flagged_sd | flagged_mean, np.abs(change) + np.abs(shift), -1.0)))
+        warnings.warn(f"posterior: the flow's tails fall short of the target's, which k̂ cannot see — with a "
+                      f"wider base the sd of {post.names[j]} is {change[j]:+.0%} and its mean {shift[j]:+.2f} sd "
+                      f"different ({max(z_sd[j], z_mean[j]):.0f} standard errors). Trust these estimates less: "
+                      f"fit with more layers and steps, reparameterise the model (a funnel: non-centred), or "
+                      f"check that marginal another way; post.tails['wide'] holds the wider estimates.",
+                      TailWarning, stacklevel=3)
+    return post.tails
+
+
+def posterior(samples, log_q, energy, names=None, transform=None, quiet=False):
     """Posterior from the flow's samples (n, d), their log q (n,) and the target's energy there
     (n,); with ``transform``, of its values at the samples."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -167,7 +227,7 @@ def posterior(samples, log_q, energy, names=None, transform=None):
         what = "the transform's values" if transform is not None else "coordinates"
         raise ValueError(f"names: expected {values.shape[1]} strings, one for each of {what}, got {len(names)}")
     result = Posterior(values, smoothed, k_hat, names, z=samples)
-    if not result.reliable:
+    if not result.reliable and not quiet:
         warnings.warn(f"posterior: k̂ = {k_hat:.2f} > 0.7 — the flow is not close enough to the target for "
                       f"importance sampling: these estimates (ESS {result.ess:.0f} of {result.n}) cannot be "
                       f"trusted. Fit longer, with more layers, or check the target.",

@@ -36,6 +36,9 @@ ENGINES = ("auto", "reference", "fused")
 GRADIENTS = ("full", "path")
 STARTS = ("auto", "mode", "standard")
 STOPS = ("auto", "converged", "steps")
+DIFFERENCES = ("auto", "coordinates", "directions")
+DIRECTIONS = 2               # random directions a point for an energy without a gradient (differences.py;
+DIRECTIONS_FROM = 8          # fit's choice from this dimension on: measured, benchmark --energy-only)
 ANNEAL_FROM_MODE = 200       # β's climb to 1 when the flow starts at the Laplace approximation (measured:
                              # python -m planarflow benchmark --stopping)
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
@@ -75,7 +78,7 @@ class FitWarning(UserWarning):
 def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, params=None,
         lr_final=None, progress=True, callback=None, checkpoint=None, checkpoint_every=1000,
         resume=None, label=None, population=None, dim=None, engine="auto", start="auto", x0=None,
-        gradient="full", keep_best=True, stop="auto", blas_threads=1):
+        gradient="full", keep_best=True, stop="auto", blas_threads=1, differences="auto"):
     """Fit a K-layer planar flow to ``target`` by minimising the reverse KL with Adam.
 
     Parameters
@@ -140,6 +143,12 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         ``steps`` the most it may take; "steps": take every one of them; "auto" (default):
         "steps" for the paper's U1–U4 (their figure is a fixed recipe's) and for a population,
         "converged" for any other target. A resumed run left at "auto" keeps its checkpoint's rule.
+    differences : how the gradient of an energy without one is estimated while training
+        (library/differences.py): "coordinates", forward differences along each axis, d + 1
+        energies a point; "directions", in the Laplace frame, the quadratic's gradient plus the
+        remainder's along DIRECTIONS random ±1 directions a point — unbiased, DIRECTIONS + 1
+        energies a point whatever d; "auto" (default): "directions" from d = DIRECTIONS_FROM on
+        when the flow trains in a Laplace frame, "coordinates" otherwise.
     blas_threads : int ≥ 1 or None (default 1): NumPy's BLAS threads while the fit runs, restored
         after it (library/threads.py: one thread is fastest for a fit's small products, and much
         faster on a busy machine); None leaves them as they are.
@@ -177,7 +186,8 @@ def fit(target, K, steps, batch_size, lr=1e-2, anneal_steps=None, rng=None, *, p
         not the training, is at fault), and for every bad argument.
     """
     settings = Settings(target, K, steps, batch_size, lr, anneal_steps, lr_final, progress, callback, checkpoint,
-                        checkpoint_every, label, population, dim, engine, start, x0, gradient, keep_best, stop)
+                        checkpoint_every, label, population, dim, engine, start, x0, gradient, keep_best, stop,
+                        differences)
     settings.check_start(params, rng, resume)
     if blas_threads is not None:
         blas_threads = as_int(blas_threads, "blas_threads", maximum=1024)
@@ -199,7 +209,8 @@ class Settings:
     and a resumed run must match."""
 
     def __init__(self, target, K, steps, batch_size, lr, anneal_steps, lr_final, progress, callback, checkpoint,
-                 checkpoint_every, label, population, dim, engine, start, x0, gradient, keep_best, stop):
+                 checkpoint_every, label, population, dim, engine, start, x0, gradient, keep_best, stop,
+                 differences="auto"):
         for flag, value, allowed in (("engine", engine, ENGINES), ("gradient", gradient, GRADIENTS)):
             if not isinstance(value, str) or value not in allowed:
                 raise ValueError(f"{flag}: expected one of {list(allowed)}, got {value!r}")
@@ -244,11 +255,26 @@ class Settings:
         if stop == "auto":
             stop = "steps" if paper or self.population is not None else "converged"
         self.stop = stop
+        self._differences(differences)
         self.record = {"K": self.K, "dim": dim, "batch_size": self.batch_size, "lr": self.lr,
                        "lr_final": self.lr_final, "anneal_steps": self.anneal_steps, "steps": self.steps,
                        "engine": self.engine, "gradient": gradient, "target": target_identity(target),
                        "start": "Mode" if self.mode is not None else start,
-                       "x0": None if self.x0 is None else self.x0.tolist(), "stop": stop}
+                       "x0": None if self.x0 is None else self.x0.tolist(), "stop": stop,
+                       "differences": differences}
+
+    def _differences(self, differences):
+        if not isinstance(differences, str) or differences not in DIFFERENCES:
+            raise ValueError(f"differences: expected one of {list(DIFFERENCES)}, got {differences!r}")
+        if differences == "directions" and self.has_grad:
+            raise ValueError("differences: the target has its own gradient; 'directions' is for an energy "
+                             "without one")
+        if differences == "directions" and self.kind == "standard":
+            raise ValueError("differences: 'directions' estimates the gradient around a Laplace frame, and "
+                             "this fit starts at N(0, I) (start='standard'); use start='mode' or "
+                             "differences='coordinates'")
+        self.directions = (not self.has_grad and (differences == "directions"
+                                                   or (differences == "auto" and self.dim >= DIRECTIONS_FROM)))
 
     def _start_arguments(self, target, start, x0):
         if not isinstance(start, Mode) and (not isinstance(start, str) or start not in STARTS):
@@ -309,6 +335,7 @@ class Run:
         self.history = {"loss": [], "beta": [], "lr": []}
         self.frame, self.t = None, 0
         self.anneal, self.keeper_state, self.stop_reason, self.started_fresh = None, None, None, False
+        self.directions_seed = None
 
     # --- where the run begins --------------------------------------------------------------------
 
@@ -333,6 +360,8 @@ class Run:
             members = [init(s.K, s.dim, self.rng) for _ in range(s.P)]
             params = members[0] if s.population is None else {k: np.stack([m[k] for m in members])
                                                               for k in param_keys(members[0])}
+        if s.directions and self.frame is not None:
+            self.directions_seed = int(self.rng.integers(2 ** 62))     # the directions' own stream
         self.prepare(params)
 
     def laplace_frame(self):
@@ -354,7 +383,7 @@ class Run:
         params, self.rng, self.t, frame, state = _resume(path, self.s, self.adam, self.history)
         if frame is not None:
             self.frame = Frame(self.checked, *frame)
-        self.anneal, self.stop_reason, self.keeper_state = state
+        self.anneal, self.stop_reason, self.keeper_state, self.directions_seed = state
         self.prepare(params)
 
     def prepare(self, params):
@@ -374,6 +403,8 @@ class Run:
         self.last = {k: np.empty_like(v) for k, v in self.members.items()}
         self.log_det = 0.0 if self.frame is None else self.frame.log_det   # loss in x = loss in the frame − log det R
         self.step_fn = _reference_step if s.engine == "reference" else _fused_step(fused.Workspace())
+        if self.frame is not None and self.directions_seed is not None:
+            self.frame.directions, self.frame.seed, self.frame.block = DIRECTIONS, self.directions_seed, s.batch_size
         self.checked.training = True             # from now on every energy is followed by its gradient
 
     # --- the loop: reference.fit, with this run's hooks ----------------------------------------------
@@ -397,6 +428,8 @@ class Run:
     def loss_and_gradient(self, p, z0, target, beta):
         """The engine's loss and gradient, checked before Adam may use them."""
         self.checked.nonfinite = None            # (what the mode search met is not this step's)
+        if self.frame is not None:
+            self.frame.at_step(self.t)
         losses, grads = self.step_fn(p, z0, target, beta, self.s.gradient)
         # One check of everything: a NaN or ±inf anywhere makes the sum non-finite.
         if not math.isfinite(float(losses.sum() + sum(g.sum() for g in grads.values()))):
@@ -452,6 +485,7 @@ class Run:
     def write_checkpoint(self):
         keeper_meta, keeper_params = self.keeper.state()
         meta = dict(self.s.record, step=self.t, anneal_used=self.anneal, stop_reason=self.stop_reason,
+                    directions_seed=self.directions_seed,
                     keeper=keeper_meta)
         save_checkpoint(self.s.checkpoint, self.params, {k: m[0] for k, m in self.adam.m.items()},
                         {k: v[0] for k, v in self.adam.v.items()}, self.adam.tau, self.history, self.rng, meta,
@@ -680,8 +714,8 @@ def _resume(path, s, adam, history):
     params, m, v, saved_history, meta, frame, best = load_checkpoint(path)
     _adopt_choices(s, meta)
     for key in ("K", "dim", "batch_size", "lr", "lr_final", "anneal_steps", "steps", "engine", "gradient", "target",
-                "stop"):
-        if meta.get(key, {"gradient": "full", "stop": "steps"}.get(key)) != s.record[key]:
+                "stop", "differences"):
+        if meta.get(key, {"gradient": "full", "stop": "steps", "differences": "auto"}.get(key)) != s.record[key]:
             raise ValueError(
                 f"resume: the checkpoint {path!r} was written by a run with {key} = {meta.get(key)!r}, "
                 f"this call has {key} = {s.record[key]!r}; resume with the same settings")
@@ -734,6 +768,8 @@ def _run_state(path, meta, best, start):
     anneal, reason, keeper = meta.get("anneal_used"), meta.get("stop_reason"), meta.get("keeper")
     bad = not (anneal is None or (isinstance(anneal, int) and not isinstance(anneal, bool) and 0 <= anneal <= MAX_STEPS))
     bad |= not (reason is None or (isinstance(reason, str) and len(reason) < 1000))
+    seed = meta.get("directions_seed")
+    bad |= not (seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2 ** 62))
     if keeper is not None:
         def numbers(key, n=1):
             value = keeper.get(key) if isinstance(keeper, dict) else None
@@ -746,4 +782,4 @@ def _run_state(path, meta, best, start):
     if bad:
         raise ValueError(f"resume: the checkpoint {path!r} records an unreadable annealing, stop or "
                          f"best-parameters state")
-    return anneal, reason, None if keeper is None else (keeper, best)
+    return anneal, reason, None if keeper is None else (keeper, best), seed
