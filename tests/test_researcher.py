@@ -183,8 +183,9 @@ def test_finite_differences_in_chunks_equal_one_call(monkeypatch):
 
 @pytest.mark.parametrize("engine", ["reference", "fused"])
 def test_training_differentiates_an_energy_only_target_forward_and_the_mode_search_centrally(engine):
-    """d + 1 energy evaluations a sample in every training step (U(z) and one shift a coordinate);
-    the Newton search's gradients take 2d + 1 (central differences, differenced again for H)."""
+    """d + 1 energy evaluations a sample in every training step (U(z) and one shift a coordinate),
+    in d + 1 calls of the batch's size (the user's function sees fixed shapes); the Newton
+    search's gradients take 2d + 1 (central differences, differenced again for H)."""
     sizes = []
 
     def energy(z):
@@ -195,7 +196,7 @@ def test_training_differentiates_an_energy_only_target_forward_and_the_mode_sear
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pf.NumericalGradientWarning)
         pf.fit(pf.Target(d, energy), 2, steps, batch, rng=0, progress=False, engine=engine, start="standard")
-        assert sizes == [batch * (d + 1)] * steps
+        assert sizes == [batch] * (d + 1) * steps
         sizes.clear()
         mode = pf.find_mode(pf.Target(d, energy))
     assert sizes[0] == 2 * d + 1 and np.allclose(mode.x, 3.0, atol=1e-8)

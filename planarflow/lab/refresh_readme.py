@@ -30,6 +30,8 @@ BLOCKS = {   # timed blocks first (run them on a quiet machine), then the long e
     "placement": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--placement"]),
     "versus-nuts": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--versus-nuts"]),
     "stopping": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--stopping"]),
+    "energy-only": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--energy-only"]),
+    "tails": ("docs/researchers.md", ["python", "-m", "planarflow", "benchmark", "--tails"]),
     "own-density": ("README.md", ["python", "docs/own_density.py"]),
     "eight-schools": ("docs/researchers.md", ["python", "docs/eight_schools.py"]),
     "constrained": ("docs/models.md", ["python", "docs/constrained.py"]),

@@ -570,7 +570,8 @@ def posterior(params, target, n=20_000, rng=None, names=None, transform=None, ta
     names = getattr(target, "names", None) if names is None and transform is None else names
     if names is not None:
         if not isinstance(names, (list, tuple, np.ndarray)):
-            raise TypeError(f"{label}: expected a list of strings, got {describe(names)}")
+            raise TypeError(f"{label}: expected a list of "
+                            f"{'strings' if transform is not None else f'{d} strings'}, got {describe(names)}")
         if transform is None and (len(names) != d or not all(isinstance(x, str) for x in names)):
             raise ValueError(f"{label}: expected {d} strings, one a coordinate, got {describe(names)}")
         if not all(isinstance(x, str) for x in names):

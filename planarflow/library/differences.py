@@ -103,8 +103,9 @@ def warn_numerical(target):
     if not getattr(target, "_warned", False):
         d = target.dim
         warnings.warn(f"{getattr(target, 'name', 'target')} has no gradient: planarflow differentiates its "
-                      f"energy by finite differences (in training forward ones, {d + 1} energy evaluations "
-                      f"a point in d = {d}; central ones, {2 * d + 1}, where the mode is found). "
+                      f"energy by finite differences (central ones, {2 * d + 1} energy evaluations a point, "
+                      f"where the mode is found; in training forward ones, {d + 1} a point — or, in d ≥ 8, "
+                      f"3 along random directions around the Laplace approximation: fit(differences=...)). "
                       f"A hand-written grad is faster; check one with planarflow.check_target.",
                       NumericalGradientWarning, stacklevel=4)
         try:

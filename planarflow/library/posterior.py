@@ -33,7 +33,8 @@ class TailWarning(UserWarning):
 WIDEN = 3.0            # the tail check's base: ½N(0, I) + ½N(0, c²I), c = 1 + WIDEN/√d (its draws reach
                        # WIDEN base units further out, in any d; measured: benchmark --tails)
 TAIL_CHANGE = 0.05     # …flags an sd that changes by more than this fraction (or a mean by this many sds)
-TAIL_Z = 3.0           # …and by more than this many standard errors of the difference
+TAIL_Z = 4.0           # …and by more than this many standard errors of the difference (2d comparisons:
+                       # noise alone passes one of them with probability < 2d·6.3e-5, 0.3% in d = 26)
 
 
 def widening(d):
