@@ -65,14 +65,15 @@ def counting(monkeypatch):
     return calls
 
 
-def test_fit_uses_directions_for_an_energy_alone_from_d_8_on_and_coordinates_below(monkeypatch):
+def test_fit_uses_directions_for_an_energy_alone_from_d_16_on_and_coordinates_below(monkeypatch):
     calls = counting(monkeypatch)
+    assert training.DIRECTIONS_FROM == 16
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pf.NumericalGradientWarning)
-        target, _, _ = posteriors.eight_schools(energy_only=True)            # d = 10
+        target, _, _ = posteriors.wide_regression(p=14, energy_only=True)   # d = 16
         pf.fit(target, 2, 5, 16, rng=0, progress=False)
         assert len(calls) == 5
-        target, _, _, _ = posteriors.regression("dollars", energy_only=True)  # d = 3
+        target, _, _ = posteriors.eight_schools(energy_only=True)            # d = 10
         pf.fit(target, 2, 5, 16, rng=0, progress=False)
         assert len(calls) == 5
         pf.fit(target, 2, 5, 16, rng=0, progress=False, differences="directions")
@@ -137,11 +138,11 @@ def test_a_resumed_run_draws_the_same_directions(tmp_path):
 
 def test_directions_reach_the_same_answer_on_a_near_gaussian_posterior():
     """The 12-coefficient regression by its energy alone: right (means within 0.1 sd, sds within
-    10%) with directions, as with its gradient."""
+    10%) along directions, as with its gradient."""
     target, mean, sd = posteriors.wide_regression(energy_only=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pf.NumericalGradientWarning)
-        params, _ = pf.fit(target, 16, 3000, 512, rng=0, progress=False)
+        params, _ = pf.fit(target, 16, 3000, 512, rng=0, progress=False, differences="directions")
     post = pf.posterior(params, target, 20_000, rng=1)
     dm, ds = posteriors.judge(post, mean, sd)
     assert dm < 0.1 and ds < 0.1 and post.reliable, (dm, ds, post.k_hat)

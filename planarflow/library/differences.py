@@ -104,7 +104,7 @@ def warn_numerical(target):
         d = target.dim
         warnings.warn(f"{getattr(target, 'name', 'target')} has no gradient: planarflow differentiates its "
                       f"energy by finite differences (central ones, {2 * d + 1} energy evaluations a point, "
-                      f"where the mode is found; in training forward ones, {d + 1} a point — or, in d ≥ 8, "
+                      f"where the mode is found; in training forward ones, {d + 1} a point — or, in d ≥ 16, "
                       f"3 along random directions around the Laplace approximation: fit(differences=...)). "
                       f"A hand-written grad is faster; check one with planarflow.check_target.",
                       NumericalGradientWarning, stacklevel=4)
@@ -114,7 +114,7 @@ def warn_numerical(target):
             pass
 
 
-# Around the Laplace quadratic, along random directions (fit's default for an energy alone in d ≥ 8).
+# Around the Laplace quadratic, along random directions (fit's default for an energy alone in d ≥ 16).
 #
 # In the Laplace frame y (x = x* + R·y) the energy is a quadratic plus a remainder:
 #

@@ -38,7 +38,10 @@ STARTS = ("auto", "mode", "standard")
 STOPS = ("auto", "converged", "steps")
 DIFFERENCES = ("auto", "coordinates", "directions")
 DIRECTIONS = 2               # random directions a point for an energy without a gradient (differences.py;
-DIRECTIONS_FROM = 8          # fit's choice from this dimension on: measured, benchmark --energy-only)
+DIRECTIONS_FROM = 16         # fit's choice from this dimension on. Measured (benchmark --energy-only): from
+                             # d = 10 directions are 2.5–6× faster, but noisier where the posterior is far
+                             # from Gaussian (the eight schools' sds 0.03–0.08 off, against 0.02); from
+                             # d ≈ 16 the coordinates' d + 1 energies a point dominate every step)
 ANNEAL_FROM_MODE = 200       # β's climb to 1 when the flow starts at the Laplace approximation (measured:
                              # python -m planarflow benchmark --stopping)
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
