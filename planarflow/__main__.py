@@ -15,8 +15,9 @@ COMMANDS = {   # name: (module, what it does)
                    "fit the paper's targets for several seeds and recipes, every fit scored by its exact "
                    "KL; --kl-vs-k: KL against K = 1 … 64 (the paper's Figure 3(d))"),
     "benchmark": ("planarflow.lab.benchmark",
-                  "timings of the training step, both engines and the demo; --posteriors: real "
-                  "posteriors against their exact answers; --placement: where the learnable base goes"),
+                  "timings of the training step, both engines and the demo; or one measurement alone: "
+                  "--posteriors, --placement, --versus-nuts, --stopping, --tails, --energy-only (its -h "
+                  "says what each measures)"),
     "exercises": ("planarflow.lab.exercises", "run the exercises for a course and print what this machine observes"),
     "refresh-readme": ("planarflow.lab.refresh_readme",
                        "regenerate every number and picture in README.md and docs/ (maintainers)"),

@@ -116,6 +116,7 @@ def test_a_transform_to_one_number_a_draw_and_its_names():
     (lambda z: z[:5], None, ValueError, "transform: expected values of shape"),
     (lambda z: np.ones((len(z), 2, 2)), None, ValueError, "transform: expected values of shape"),
     (lambda z: z, [1, 2], ValueError, "names: expected strings"),
+    (lambda z: np.empty((len(z), 0)), None, ValueError, "transform: returned no values"),
 ])
 def test_a_bad_transform_is_named(transform, names, error, words):
     target, params = fitted_gaussian()
@@ -150,6 +151,47 @@ def test_the_tail_check_compares_sds_beyond_their_noise():
     with pytest.warns(pf.TailWarning, match=r"sd of x\[1\] is \+20%"):
         wider = check_tails(weighted([1.0, 2.0]), weighted([1.0, 2.4], seed=1))
     assert wider["flagged"] and wider["sd_change"][1] == pytest.approx(0.2, abs=0.02)
+
+
+def test_a_quantity_constant_to_rounding_is_not_compared():
+    """A constant's sd is rounding (a few ulp, or 0): the ratio of two roundings is no evidence of
+    tails. Before, a transform with a column of ones was flagged at −75%."""
+    ones = lambda post: Posterior(np.c_[post.samples[:, 0], np.ones(post.n) + 1e-16 * post.samples[:, 1]],
+                                  np.zeros(post.n), -1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tails = check_tails(ones(weighted([1.0, 1.0])), ones(weighted([1.0, 1.0], seed=1)))
+    assert not tails["flagged"] and list(tails["compared"]) == [True, False]
+    assert tails["sd_change"][1] == 0.0 and tails["z_sd"][1] == 0.0
+    zeros = Posterior(np.zeros((100, 1)), np.zeros(100), -1.0)
+    zeros.tails = check_tails(zeros, Posterior(np.zeros((100, 1)), np.zeros(100), -1.0))
+    assert zeros.summary().splitlines()[1] == "tail check: nothing to compare (every quantity is constant)."
+
+
+def test_moments_of_values_near_the_float64_limit_do_not_overflow():
+    """sd, mcse and the sd's standard error of values ~1e200 are those of the values at unit scale
+    times 1e200 (formed from deviations scaled to ≤ 1), not inf."""
+    unit, big = weighted([1.0, 2.0], n=2000), weighted([1e200, 2e200], n=2000)
+    assert np.all(np.isfinite(big.sd)) and np.all(np.isfinite(big.mcse))
+    np.testing.assert_allclose(big.sd, 1e200 * unit.sd, rtol=1e-12)
+    np.testing.assert_allclose(big.mcse, 1e200 * unit.mcse, rtol=1e-12)
+    from planarflow.library.posterior import sd_errors
+    np.testing.assert_allclose(sd_errors(big), 1e200 * sd_errors(unit), rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not check_tails(big, weighted([1e200, 2e200], n=2000, seed=1))["flagged"]
+
+
+def test_the_summary_names_the_largest_change_in_a_sentence():
+    post = weighted([1.0, 2.0], n=2000)
+    post.names = ["a", "b"]
+    check_tails(post, weighted([1.0, 2.0], n=2000, seed=1))
+    line = post.summary().splitlines()[1]
+    assert line.startswith("tail check: a wider base agrees within its noise (largest change: sd(")
+    assert line.endswith("%).")
+    with pytest.warns(pf.TailWarning):
+        check_tails(post, weighted([1.0, 2.4], seed=1))
+    assert post.summary().splitlines()[1].startswith("TAILS FALL SHORT (TailWarning): with a wider base, sd(b)")
 
 
 def test_a_small_change_or_a_noisy_one_is_not_flagged():

@@ -42,6 +42,16 @@ def widening(d):
     return 1.0 + WIDEN / np.sqrt(d)
 
 
+def scaled_deviations(samples, mean):
+    """(x − m)/s and s, with s = max |x − m| of each column (1 where it is 0): the second and fourth
+    moments below are formed from numbers ≤ 1 and multiplied back by s, so values up to 1e308 give
+    their sds, not an overflow to inf."""
+    dev = samples - mean
+    scale = np.max(np.abs(dev), axis=0) if len(dev) else np.ones(samples.shape[1])
+    scale = np.where(scale > 0, scale, 1.0)
+    return dev / scale, scale
+
+
 class Posterior:
     """Importance-weighted estimates under the target from a flow's samples (see the module doc).
 
@@ -70,10 +80,11 @@ class Posterior:
         self.ess = float(1.0 / np.sum(self.weights ** 2))
         self.n, self.dim = samples.shape
         self.names = list(names) if names is not None else [f"x[{i}]" for i in range(self.dim)]
-        self.mean = self.weights @ samples
-        dev = samples - self.mean
-        self.sd = np.sqrt(self.weights @ (dev * dev))
-        self.mcse = np.sqrt((self.weights ** 2) @ (dev * dev))
+        self.mean = self.weights @ samples                 # (d,); a second pass removes its rounding
+        self.mean += (self.weights @ (samples - self.mean)) / self.weights.sum()   # (~n·ε: a constant's sd)
+        dev, scale = scaled_deviations(samples, self.mean)
+        self.sd = scale * np.sqrt(self.weights @ (dev * dev))
+        self.mcse = scale * np.sqrt((self.weights ** 2) @ (dev * dev))
         self.tails = None                  # the tail check's findings (check_tails), when it ran
 
     def _values(self, f, name="f"):
@@ -91,6 +102,8 @@ class Posterior:
         if values.ndim not in (1, 2) or values.shape[0] != self.n:
             raise ValueError(f"{name}: expected values of shape ({self.n},) or ({self.n}, m) for samples of "
                              f"shape {self.samples.shape}, got {values.shape}")
+        if values.size == 0:
+            raise ValueError(f"{name}: returned no values (shape {values.shape}); expected at least one a draw")
         if not np.all(np.isfinite(values)):
             raise ValueError(f"{name}: returned NaN or infinite values")
         return values.reshape(self.n, -1), values.ndim == 1
@@ -137,10 +150,7 @@ class Posterior:
         lines = [f"{self.n} draws of the flow, Pareto-smoothed importance weights: k̂ = {self.k_hat:.2f}, "
                  f"ESS = {self.ess:.0f} — {verdict}"]
         if self.tails is not None:
-            j = int(np.argmax(np.abs(self.tails["sd_change"])))
-            lines.append(("TAILS FALL SHORT: a wider base changes" if self.tails["flagged"] else
-                          "tail check: a wider base agrees, within its noise; the largest change") +
-                         f" is {self.tails['sd_change'][j]:+.1%} in the sd of {self.names[j]}")
+            lines.append(tail_line(self.tails, self.names))
         lines += [
                   f"{'':>{width}} {'mean':>12} {'sd':>11} {'mcse':>9} {'5%':>12} {'50%':>12} {'95%':>12}"]
         for i, name in enumerate(self.names):
@@ -165,6 +175,8 @@ def transformed(transform, z):
     if values.ndim not in (1, 2) or values.shape[0] != z.shape[0]:
         raise ValueError(f"transform: expected values of shape ({z.shape[0]},) or ({z.shape[0]}, m) for draws "
                          f"of shape {z.shape}, got {values.shape}; it is called once with all the draws")
+    if values.size == 0:
+        raise ValueError(f"transform: returned no values (shape {values.shape}); expected at least one a draw")
     values = values.astype(np.float64).reshape(z.shape[0], -1)
     if not np.all(np.isfinite(values)):
         bad = np.argmax(~np.isfinite(values).all(axis=1))
@@ -175,10 +187,30 @@ def transformed(transform, z):
 
 def sd_errors(post):
     """The Monte-Carlo standard error of each weighted sd, to first order (the delta method):
-    √(Σ w̃ᵢ²((xᵢ − m)² − s²)²)/(2s)."""
-    dev2 = (post.samples - post.mean) ** 2
+    √(Σ w̃ᵢ²((xᵢ − m)² − s²)²)/(2s), formed from deviations scaled to ≤ 1 (scaled_deviations)."""
+    dev, scale = scaled_deviations(post.samples, post.mean)
+    s = post.sd / scale
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sqrt((post.weights ** 2) @ (dev2 - post.sd ** 2) ** 2) / (2.0 * post.sd)
+        return scale * np.sqrt((post.weights ** 2) @ (dev * dev - s * s) ** 2) / (2.0 * s)
+
+
+def constant(post):
+    """Columns whose values are one number to rounding (sd ≤ 64 ulp of their largest magnitude): a
+    constant has no tails, and the ratio of two rounding errors is no evidence of any."""
+    return post.sd <= 64 * np.finfo(float).eps * np.max(np.abs(post.samples), axis=0)
+
+
+def tail_line(tails, names):
+    """The summary's sentence on the tail check."""
+    if not tails["compared"].any():
+        return "tail check: nothing to compare (every quantity is constant)."
+    if tails["flagged"]:
+        j = tails["worst"]
+        return (f"TAILS FALL SHORT (TailWarning): with a wider base, sd({names[j]}) changes by "
+                f"{tails['sd_change'][j]:+.1%} and mean({names[j]}) by {tails['mean_shift'][j]:+.2f} sd.")
+    j = int(np.argmax(np.where(tails["compared"], np.abs(tails["sd_change"]), -1.0)))
+    return (f"tail check: a wider base agrees within its noise (largest change: sd({names[j]}) "
+            f"{tails['sd_change'][j]:+.1%}).")
 
 
 def check_tails(post, wide):
@@ -188,20 +220,23 @@ def check_tails(post, wide):
     estimates of the same numbers, so only a flow whose tails fall short of the target's makes them
     differ beyond their noise — and k̂ may not see it: weights are heavy only where the flow draws.
     (The wider estimate's own k̂ is not a criterion: measured, it exceeds 0.7 on right fits.)
+    A quantity constant to rounding under either (``constant``) is not compared: its entries are 0.
     Sets ``post.tails`` (a dict) and warns (TailWarning)."""
-    se = np.sqrt(sd_errors(post) ** 2 + sd_errors(wide) ** 2)
-    change = wide.sd / post.sd - 1.0
-    z_sd = np.abs(wide.sd - post.sd) / se
-    shift = (wide.mean - post.mean) / post.sd
-    z_mean = np.abs(wide.mean - post.mean) / np.sqrt(post.mcse ** 2 + wide.mcse ** 2)
+    compared = ~(constant(post) | constant(wide))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        se = np.hypot(sd_errors(post), sd_errors(wide))
+        change = np.where(compared, wide.sd / post.sd - 1.0, 0.0)
+        z_sd = np.where(compared, np.abs(wide.sd - post.sd) / se, 0.0)
+        shift = np.where(compared, (wide.mean - post.mean) / post.sd, 0.0)
+        z_mean = np.where(compared, np.abs(wide.mean - post.mean) / np.hypot(post.mcse, wide.mcse), 0.0)
     flagged_sd = (np.abs(change) > TAIL_CHANGE) & (z_sd > TAIL_Z)
     flagged_mean = (np.abs(shift) > TAIL_CHANGE) & (z_mean > TAIL_Z)
-    worst = int(np.argmax(np.abs(change)))
-    post.tails = {"flagged": bool(flagged_sd.any() or flagged_mean.any()),
-                  "sd_change": change, "mean_shift": shift, "z_sd": z_sd, "z_mean": z_mean,
-                  "wide": wide}
+    flagged = flagged_sd | flagged_mean
+    j = int(np.argmax(np.where(flagged, np.abs(change) + np.abs(shift), -1.0)))
+    post.tails = {"flagged": bool(flagged.any()), "worst": j if flagged.any() else None,
+                  "compared": compared, "sd_change": change, "mean_shift": shift, "z_sd": z_sd,
+                  "z_mean": z_mean, "wide": wide}
     if post.tails["flagged"]:
-        j = int(np.argmax(np.where(flagged_sd | flagged_mean, np.abs(change) + np.abs(shift), -1.0)))
         warnings.warn(f"posterior: the flow's tails fall short of the target's, which k̂ cannot see — with a "
                       f"wider base the sd of {post.names[j]} is {change[j]:+.0%} and its mean {shift[j]:+.2f} sd "
                       f"different ({max(z_sd[j], z_mean[j]):.0f} standard errors). Trust these estimates less: "
