@@ -203,6 +203,7 @@ def post():
     (lambda p: p.quantile(True), "^q: expected a number"),
     (lambda p: p.quantile([0.1, None]), "^q: expected a number"),
     (lambda p: p.resample("10"), "^m: expected an integer"),
+    (lambda p: p.expect(lambda z: [[1.0]] + [[1.0, 2.0]] * (len(z) - 1)), "^f: expected an array of real"),
 ])
 def test_posterior_methods_refuse_bad_arguments_by_name(post, call, match):
     with warnings.catch_warnings():
@@ -230,6 +231,17 @@ def test_posterior_names_must_be_a_list_of_strings():
     target.names = "ab"
     with pytest.raises(TypeError, match="^target.names"):
         pf.posterior(params, target, 100, rng=0)
+
+
+@pytest.mark.parametrize("f, match", [
+    (lambda z: np.empty((len(z), 0)), r"^f: expected values of shape \(2000,\) or \(2000, m ≥ 1\)"),
+    (lambda z: z[:10, 0], r"^f: expected values of shape"),
+    (lambda z: np.log(z[:, 0]), r"^f: returned NaN or infinite values, e.g. at the draw \["),
+])
+def test_expect_and_quantile_refuse_values_they_cannot_use_by_name(post, f, match):
+    for call in (post.expect, lambda f: post.quantile(0.5, f=f)):
+        with pytest.raises(ValueError, match=match), np.errstate(invalid="ignore"):
+            call(f)
 
 
 def test_expect_of_an_indicator_is_a_weighted_probability(post):

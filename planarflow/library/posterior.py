@@ -47,7 +47,7 @@ def scaled_deviations(samples, mean):
     moments below are formed from numbers ≤ 1 and multiplied back by s, so values up to 1e308 give
     their sds, not an overflow to inf."""
     dev = samples - mean
-    scale = np.max(np.abs(dev), axis=0) if len(dev) else np.ones(samples.shape[1])
+    scale = np.max(np.abs(dev), axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     return dev / scale, scale
 
@@ -87,32 +87,9 @@ class Posterior:
         self.mcse = scale * np.sqrt((self.weights ** 2) @ (dev * dev))
         self.tails = None                  # the tail check's findings (check_tails), when it ran
 
-    def _values(self, f, name="f"):
-        """f applied to the samples, as (n, m) floats, and whether f gave one number a draw."""
-        if f is None:
-            return self.samples, False
-        if not callable(f):
-            raise TypeError(f"{name}: expected a function of the draws z (n, d) returning (n,) or (n, m) "
-                            f"numbers, got {describe(f)}")
-        raw = np.asarray(f(self.samples.copy()))
-        if raw.dtype.kind not in "biuf":           # booleans count: E[1{…}] is a probability
-            raise TypeError(f"{name}: expected real numbers (or booleans) from it, got {describe(raw)}; "
-                            f"a complex or text value is never cast")
-        values = raw.astype(np.float64)
-        if values.ndim not in (1, 2) or values.shape[0] != self.n:
-            raise ValueError(f"{name}: expected values of shape ({self.n},) or ({self.n}, m) for samples of "
-                             f"shape {self.samples.shape}, got {values.shape}")
-        if values.size == 0:
-            raise ValueError(f"{name}: returned no values (shape {values.shape}); expected at least one a draw")
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"{name}: returned NaN or infinite values")
-        return values.reshape(self.n, -1), values.ndim == 1
-
     def expect(self, f):
         """E_p[f(z)] ≈ Σ w̃ᵢ·f(zᵢ) for a vectorised f: (n, d) -> (n,) or (n, m); returns a float or (m,)."""
-        if f is None:
-            raise TypeError("f: expected a function of the draws z (n, d) returning (n,) or (n, m) numbers, got None")
-        values, scalar = self._values(f)
+        values, scalar = values_at(f, self.samples, "f")
         out = self.weights @ values
         return float(out[0]) if scalar else out
 
@@ -125,7 +102,7 @@ class Posterior:
         q_arr = np.atleast_1d(np.asarray(q, dtype=np.float64))
         if q_arr.ndim != 1 or q_arr.size == 0 or not np.all((q_arr >= 0) & (q_arr <= 1)):
             raise ValueError(f"q: expected numbers in [0, 1] (a number or a 1-D array), got {q!r}")
-        values, _ = self._values(f)
+        values = self.samples if f is None else values_at(f, self.samples, "f")[0]
         out = np.empty((q_arr.size, values.shape[1]))
         for j in range(values.shape[1]):
             order = np.argsort(values[:, j], kind="stable")
@@ -162,27 +139,30 @@ class Posterior:
         return self.summary()
 
 
-def transformed(transform, z):
-    """The model's own quantities at the draws: transform(z) as (n, m) float64, checked."""
-    raw = transform(z.copy())
+def values_at(f, z, name):
+    """A user's function at the draws z (n, d): f(z) as (n, m) float64, checked, and whether f gave
+    one number a draw. Booleans count (E[1{…}] is a probability); complex or text values are never cast."""
+    if not callable(f):
+        raise TypeError(f"{name}: expected a function of the draws z (n, d) returning (n,) or (n, m) numbers, "
+                        f"got {describe(f)}")
+    raw = f(z.copy())
     try:
-        values = np.array(raw)
+        values = np.asarray(raw)
     except Exception as exc:
-        raise TypeError(f"transform: expected an array of real numbers, got {describe(raw)} ({exc})") from None
+        raise TypeError(f"{name}: expected an array of real numbers, got {describe(raw)} ({exc})") from None
     if values.dtype.kind not in "biuf":
-        raise TypeError(f"transform: expected real numbers from it, got {describe(values)}; a complex or text "
-                        f"value is never cast")
-    if values.ndim not in (1, 2) or values.shape[0] != z.shape[0]:
-        raise ValueError(f"transform: expected values of shape ({z.shape[0]},) or ({z.shape[0]}, m) for draws "
+        raise TypeError(f"{name}: expected real numbers (or booleans) from it, got {describe(values)}; a "
+                        f"complex or text value is never cast")
+    if values.ndim not in (1, 2) or values.shape[0] != z.shape[0] or values.size == 0:
+        raise ValueError(f"{name}: expected values of shape ({z.shape[0]},) or ({z.shape[0]}, m ≥ 1) for draws "
                          f"of shape {z.shape}, got {values.shape}; it is called once with all the draws")
-    if values.size == 0:
-        raise ValueError(f"transform: returned no values (shape {values.shape}); expected at least one a draw")
+    scalar = values.ndim == 1
     values = values.astype(np.float64).reshape(z.shape[0], -1)
     if not np.all(np.isfinite(values)):
         bad = np.argmax(~np.isfinite(values).all(axis=1))
-        raise ValueError(f"transform: returned NaN or infinite values, e.g. at the draw "
+        raise ValueError(f"{name}: returned NaN or infinite values, e.g. at the draw "
                          f"{np.array2string(z[bad], precision=4, max_line_width=200)}")
-    return values
+    return values, scalar
 
 
 def sd_errors(post):
@@ -258,7 +238,7 @@ def posterior(samples, log_q, energy, names=None, transform=None, quiet=False):
     finite = np.isfinite(log_w)
     smoothed = np.full(log_w.shape, -np.inf)
     smoothed[finite], k_hat = diagnostics.psis(log_w[finite]) if finite.sum() >= 21 else (log_w[finite], np.inf)
-    values = samples if transform is None else transformed(transform, samples)
+    values = samples if transform is None else values_at(transform, samples, "transform")[0]
     if names is not None and len(names) != values.shape[1]:
         what = "the transform's values" if transform is not None else "coordinates"
         raise ValueError(f"names: expected {values.shape[1]} strings, one for each of {what}, got {len(names)}")
